@@ -1,0 +1,70 @@
+"""Metrics, confusion data and plots. Figures are matplotlib, rendered without a display."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import log_loss, precision_recall_fscore_support  # noqa: E402
+
+CLASSES = list(range(10))
+
+
+def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict:
+    predicted = probabilities.argmax(axis=1)
+    precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, labels=CLASSES, zero_division=0)
+    return {
+        "accuracy": float((predicted == labels).mean()),
+        "loss": float(log_loss(labels, probabilities, labels=CLASSES)),
+        "macro_f1": float(f1.mean()),
+        "n_images": int(len(labels)),
+        "per_class": {
+            str(c): {"precision": float(precision[c]), "recall": float(recall[c]), "f1": float(f1[c]), "support": int(support[c])}
+            for c in CLASSES
+        },
+    }
+
+
+def fold_boxplot(accuracies: list[float]):
+    fig, ax = plt.subplots(figsize=(4, 5))
+    ax.boxplot(accuracies, showmeans=True)
+    ax.scatter(np.ones(len(accuracies)), accuracies, alpha=0.6)
+    ax.set_xticks([1], [f"{len(accuracies)} folds"])
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(f"Cross-validation: {np.mean(accuracies):.4f} ± {np.std(accuracies):.4f}")
+    fig.tight_layout()
+    return fig
+
+
+def fold_curves(histories: list[dict[str, list[float]]]):
+    """Loss and accuracy by epoch, training (dashed) and validation (solid), one colour per fold."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for fold, history in enumerate(histories, 1):
+        epochs = range(1, len(history["loss"]) + 1)
+        for ax, metric in zip(axes, ("loss", "accuracy")):
+            (line,) = ax.plot(epochs, history[f"val_{metric}"], label=f"fold {fold}")
+            ax.plot(epochs, history[metric], linestyle="--", color=line.get_color(), alpha=0.6)
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.set_title(f"{metric} (solid: validation, dashed: training)")
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def misclassified_grid(images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, limit: int = 50):
+    wrong = np.flatnonzero(predicted != labels)[:limit]
+    cols = 10
+    rows = max(1, -(-len(wrong) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.2, rows * 1.4), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, wrong):
+        ax.imshow(images[i].squeeze(), cmap="gray", vmin=0, vmax=255)
+        ax.set_title(f"{labels[i]}→{predicted[i]}", fontsize=9, color="red")
+    fig.suptitle(f"{len(wrong)} of {int((predicted != labels).sum())} misclassified test digits (true→predicted)")
+    fig.tight_layout()
+    return fig

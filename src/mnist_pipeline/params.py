@@ -1,0 +1,168 @@
+"""Load and validate ``params.yaml`` into typed, frozen sections.
+
+Every problem is reported at once, one line each, naming the key, the bad value and what is
+allowed, before any heavy work starts. ``dvc exp run -S`` edits params.yaml, so it gets the
+same checks.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from . import PipelineError
+
+MODELS = ("seed_cnn",)
+OPTIMIZERS = ("adam", "sgd")
+MNIST_TRAIN_SIZE, MNIST_TEST_SIZE = 60_000, 10_000
+
+
+class ParamsError(PipelineError):
+    exit_code = 2  # bad usage, as argparse does
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def _rule(check: Callable[[Any], bool], allowed: str, default: Any = MISSING):
+    return field(default=default, metadata={"check": check, "allowed": allowed})
+
+
+def _int(low: int, high: int | None = None, default: Any = MISSING, optional: bool = False):
+    def check(v):
+        if v is None:
+            return optional
+        return isinstance(v, int) and not isinstance(v, bool) and v >= low and (high is None or v <= high)
+
+    allowed = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}"
+    return _rule(check, allowed + (" or null" if optional else ""), default)
+
+
+def _positive_number(default: Any = MISSING):
+    return _rule(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "a number > 0", default)
+
+
+def _choice(options: tuple[str, ...], default: Any = MISSING):
+    return _rule(lambda v: v in options, "one of " + ", ".join(options), default)
+
+
+@dataclass(frozen=True)
+class Download:
+    mirrors: list = _rule(
+        lambda v: isinstance(v, list) and all(isinstance(m, str) and m for m in v),
+        "a list of URLs or directories",
+    )
+    timeout: float = _positive_number(default=30)
+
+
+@dataclass(frozen=True)
+class Data:
+    train_limit: int | None = _int(100, MNIST_TRAIN_SIZE, optional=True, default=None)
+    test_limit: int | None = _int(10, MNIST_TEST_SIZE, optional=True, default=None)
+    seed: int = _int(0, default=0)
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str = _choice(MODELS)
+    conv_filters: list = _rule(
+        lambda v: isinstance(v, list) and len(v) == 3 and all(isinstance(n, int) and n >= 1 for n in v),
+        "a list of 3 integers >= 1",
+    )
+    dense_units: int = _int(1)
+
+
+@dataclass(frozen=True)
+class CV:
+    folds: int = _int(2)
+    random_state: int = _int(0)
+    epochs: int = _int(1)
+    batch_size: int = _int(1)
+    optimizer: str = _choice(OPTIMIZERS)
+    learning_rate: float = _positive_number()
+
+
+@dataclass(frozen=True)
+class Train:
+    epochs: int = _int(1)
+    batch_size: int = _int(1)
+    optimizer: str = _choice(OPTIMIZERS)
+    learning_rate: float = _positive_number()
+    seed: int = _int(0)
+
+
+@dataclass(frozen=True)
+class Evaluate:
+    gate: float = _rule(lambda v: isinstance(v, (int, float)) and 0 <= v <= 1, "a number from 0 to 1")
+    photos: int = _int(0, default=1000)
+    photos_seed: int = _int(0, default=0)
+
+
+SECTIONS = {"download": Download, "data": Data, "model": Model, "cv": CV, "train": Train, "evaluate": Evaluate}
+
+
+@dataclass(frozen=True)
+class Params:
+    download: Download
+    data: Data
+    model: Model
+    cv: CV
+    train: Train
+    evaluate: Evaluate
+
+
+def _unknown(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], known, n=1)
+    prefix = key.rsplit(".", 1)[0] + "." if "." in key else ""
+    hint = f"did you mean {prefix}{close[0]}?" if close else "allowed: " + ", ".join(prefix + k for k in known)
+    return f"{key}: unknown key; {hint}"
+
+
+def parse(raw: Any) -> Params:
+    if not isinstance(raw, dict):
+        raise ParamsError([f"params.yaml must be a mapping of sections ({', '.join(SECTIONS)}), got {type(raw).__name__}"])
+    problems: list[str] = []
+    problems += [_unknown(str(k), list(SECTIONS)) for k in raw if k not in SECTIONS]
+    sections = {}
+    for name, cls in SECTIONS.items():
+        values = raw.get(name)
+        if values is None:
+            values = {}
+        if not isinstance(values, dict):
+            problems.append(f"{name}: must be a mapping, got {values!r}")
+            continue
+        known = [f.name for f in fields(cls)]
+        problems_before = len(problems)
+        problems += [_unknown(f"{name}.{k}", known) for k in values if k not in known]
+        clean = {}
+        for f in fields(cls):
+            if f.name not in values:
+                if f.default is MISSING:
+                    problems.append(f"{name}.{f.name}: missing; expected {f.metadata['allowed']}")
+                continue
+            value = values[f.name]
+            if f.metadata["check"](value):
+                clean[f.name] = value
+            else:
+                problems.append(f"{name}.{f.name}: {value!r} is not allowed; expected {f.metadata['allowed']}")
+        if len(problems) == problems_before:
+            sections[name] = cls(**clean)
+    if problems:
+        raise ParamsError(problems)
+    return Params(**sections)
+
+
+def load(path: Path | str = "params.yaml") -> Params:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError([f"{path}: file not found (run from the repository root)"]) from None
+    except yaml.YAMLError as exc:
+        raise ParamsError([f"{path}: not valid YAML ({str(exc).splitlines()[0]})"]) from None
+    return parse(raw)

@@ -1,0 +1,78 @@
+"""What every stage script shares: clean error exits and all-or-nothing output files."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from . import PipelineError
+from .params import ParamsError
+
+
+def run(main: Callable[[], None]) -> None:
+    """Run a stage's main; a PipelineError becomes one line per problem on stderr and an exit code."""
+    try:
+        main()
+    except ParamsError as exc:
+        for problem in exc.problems:
+            print(f"error: params.yaml: {problem}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path | str, directory: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path``; it replaces ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.")) if directory else None
+    if tmp is None:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+        os.close(fd)
+        tmp = Path(name)
+    try:
+        yield tmp
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path | str, data: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def write_csv(path: Path | str, header: list[str], rows: Iterable[Iterable]) -> None:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def save_npy(path: Path | str, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        np.save(f, array)
+
+
+def save_figure(path: Path | str, figure) -> None:
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=100, metadata={"Software": None})  # no version stamp: same bytes each run

@@ -1,0 +1,128 @@
+"""The one place that talks to MLflow: where runs go, how they are tagged, what they hold."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator
+
+from . import PipelineError
+
+EXPERIMENT = "mnist-pipeline"
+REGISTERED_MODEL = "mnist-cnn"
+CHAMPION_ALIAS = "champion"
+# Fail fast instead of MLflow's default of minutes of retries against a dead server.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+
+import mlflow  # noqa: E402  (the settings above must come first)
+
+
+class TrackingError(PipelineError):
+    pass
+
+
+def repo_root() -> Path:
+    """The main repository, also from a `dvc exp run --temp/--queue` copy under .dvc/tmp/exps."""
+    root = os.environ.get("DVC_ROOT")
+    if not root:
+        try:
+            root = subprocess.run(
+                ["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True
+            ).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            raise TrackingError("cannot find the repository root: run inside the git repository or through dvc") from None
+    path = Path(root).resolve()
+    parts = path.parts
+    for i in range(len(parts) - 3):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return path
+
+
+def default_uri() -> str:
+    return f"sqlite:///{repo_root() / 'mlflow.db'}"
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def connect() -> None:
+    """Point MLflow at the store and experiment; raise TrackingError at once if a server is down."""
+    uri = tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5).close()
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise TrackingError(
+                f"MLflow tracking server {uri} is unreachable ({reason}); start it, "
+                f"or unset MLFLOW_TRACKING_URI to use the embedded store {default_uri()}"
+            ) from None
+    mlflow.set_tracking_uri(uri)
+    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+        artifacts = None if uri.startswith("http") else (repo_root() / "mlartifacts").as_uri()
+        mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
+    mlflow.set_experiment(EXPERIMENT)
+
+
+def flat_params(**sections: Any) -> dict[str, Any]:
+    """{"cv": CV(folds=5, ...)} -> {"cv.folds": 5, ...}"""
+    flat = {}
+    for name, section in sections.items():
+        for key, value in dataclasses.asdict(section).items():
+            flat[f"{name}.{key}"] = value
+    return flat
+
+
+@contextlib.contextmanager
+def run(stage: str, params: dict[str, Any] | None = None, name: str | None = None, nested: bool = False) -> Iterator[str]:
+    """An MLflow run tagged with the stage, git commit and DVC experiment; yields its run id."""
+    tags = {"stage": stage, "git_commit": _git_commit()}
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
+    with mlflow.start_run(run_name=name or stage, nested=nested, tags=tags) as active:
+        if params:
+            mlflow.log_params(params)
+        yield active.info.run_id
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None, model_id: str | None = None) -> None:
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step, model_id=model_id)
+
+
+def log_epoch(epoch: int, logs: dict[str, float]) -> None:
+    """A training callback: one step per epoch."""
+    log_metrics(logs, step=epoch)
+
+
+def log_artifact(path: Path | str) -> None:
+    mlflow.log_artifact(str(path))
+
+
+def log_keras_model(model, example_input) -> str:
+    """Log the model with its signature (no input_example: mlflow#16183); returns the model id."""
+    from mlflow.models import infer_signature
+
+    signature = infer_signature(example_input, model.predict(example_input, verbose=0))
+    return mlflow.keras.log_model(model, name="model", signature=signature).model_id
+
+
+def register_champion(model_id: str) -> str:
+    """Register the model as a new version of REGISTERED_MODEL and point the champion alias at it."""
+    version = mlflow.register_model(f"models:/{model_id}", REGISTERED_MODEL).version
+    mlflow.MlflowClient().set_registered_model_alias(REGISTERED_MODEL, CHAMPION_ALIAS, version)
+    return str(version)
