@@ -22,8 +22,8 @@ def main() -> None:
                 results[name] = export.parity(reference, probabilities)
                 print(f"{name}: same class on {results[name]['same_class']:.2%} of {len(test.labels)} test images, "
                       f"largest probability difference {results[name]['max_probability_diff']:.2e}")
-            sizes = {p.name: sum(f.stat().st_size for f in p.rglob("*")) if p.is_dir() else p.stat().st_size
-                     for p in tmp.iterdir()}
+            sizes = {item.name: sum(f.stat().st_size for f in item.rglob("*")) if item.is_dir() else item.stat().st_size
+                     for item in tmp.iterdir()}
             tracking.log_metrics({f"{name}.{k}": v for name, r in results.items() for k, v in r.items()})
         stage.write_json("metrics/export.json", {"parity": results, "bytes": sizes, "n_images": len(test.labels), "mlflow": {"run_id": run_id}})
 

@@ -68,3 +68,21 @@ def misclassified_grid(images: np.ndarray, labels: np.ndarray, predicted: np.nda
     fig.suptitle(f"{len(wrong)} of {int((predicted != labels).sum())} misclassified test digits (true→predicted)")
     fig.tight_layout()
     return fig
+
+
+def photo_accuracy(model, images: np.ndarray, labels: np.ndarray, n: int, seed: int) -> dict[str, float]:
+    """Accuracy on ``n`` seeded photo-like renderings of test digits: through imaging.to_mnist,
+    and through the tutorial's naive grayscale-and-resize for comparison."""
+    from . import imaging
+
+    rng = np.random.default_rng(seed)
+    index = rng.choice(len(labels), size=min(n, len(labels)), replace=False)
+    photos = [imaging.photo_like(images[i], rng) for i in index]
+    ours = np.stack([imaging.to_mnist(photo) for photo in photos])
+    naive = np.stack([imaging.naive(photo) for photo in photos])
+    truth = labels[index]
+    return {
+        "accuracy_photos": float((model.predict(ours).argmax(1) == truth).mean()),
+        "accuracy_photos_naive": float((model.predict(naive).argmax(1) == truth).mean()),
+        "n_photos": int(len(index)),
+    }

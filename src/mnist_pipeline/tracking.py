@@ -121,8 +121,8 @@ def log_keras_model(model, example_input) -> str:
     return mlflow.keras.log_model(model, name="model", signature=signature).model_id
 
 
-def register_champion(model_id: str) -> str:
+def register_champion(model_id: str) -> int:
     """Register the model as a new version of REGISTERED_MODEL and point the champion alias at it."""
     version = mlflow.register_model(f"models:/{model_id}", REGISTERED_MODEL).version
     mlflow.MlflowClient().set_registered_model_alias(REGISTERED_MODEL, CHAMPION_ALIAS, version)
-    return str(version)
+    return int(version)

@@ -1,0 +1,145 @@
+"""`mnist-pipeline predict ...`: read the digits in people's own images."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from . import PipelineError, imaging
+
+DEFAULT_MODEL = Path("models/export/model.tflite")
+MODEL_TYPES = (".tflite", ".keras")
+
+
+@dataclass
+class Prediction:
+    path: str
+    probabilities: list[float] = field(default_factory=list)
+    error: str | None = None
+
+    def as_json(self) -> dict:
+        if self.error:
+            return {"path": self.path, "error": self.error}
+        digit = int(np.argmax(self.probabilities))
+        return {"path": self.path, "digit": digit, "confidence": self.probabilities[digit], "probabilities": self.probabilities}
+
+
+class UsageError(PipelineError):
+    exit_code = 2
+
+
+def find_images(paths: list[str]) -> list[Path]:
+    """Files as given; directories searched recursively for files with an image extension Pillow knows."""
+    extensions = {ext for ext, _ in Image.registered_extensions().items()}
+    found = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+        else:
+            found.append(path)
+    return found
+
+
+def load_model(path: Path):
+    """An object with .predict(images (N, 28, 28, 1) raw pixels) -> probabilities (N, 10)."""
+    if path.suffix not in MODEL_TYPES:
+        raise UsageError(f"--model {path}: unknown model type {path.suffix or '(none)'}; allowed: {', '.join(MODEL_TYPES)}")
+    if not path.is_file():
+        hint = " (run `dvc repro` to build it, or pass --model)" if path == DEFAULT_MODEL else ""
+        raise UsageError(f"--model {path}: no such file{hint}")
+    if path.suffix == ".tflite":
+        from .predict import LiteRTModel
+
+        try:
+            return LiteRTModel(path)
+        except (ValueError, RuntimeError) as exc:
+            raise UsageError(f"--model {path}: not a valid TFLite model ({exc})") from None
+    from .export import load_keras  # TensorFlow only when a Keras model is asked for
+
+    try:
+        model = load_keras(path)
+    except Exception as exc:  # Keras raises many types for a bad file; all mean the same to the user
+        raise UsageError(f"--model {path}: not a loadable Keras model ({exc})") from None
+
+    class KerasModel:
+        def predict(self, images):
+            return model.predict(np.asarray(images, np.float32), batch_size=256, verbose=0)
+
+    return KerasModel()
+
+
+def predict(paths: list[Path], model, debug_dir: Path | None = None) -> list[Prediction]:
+    results, arrays = [], []
+    for path in paths:
+        result = Prediction(str(path))
+        try:
+            array = imaging.to_mnist(imaging.open_image(path))
+        except imaging.ImageError as exc:
+            result.error = str(exc)
+        else:
+            arrays.append((result, array))
+            if debug_dir is not None:
+                debug_dir.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(array).save(debug_dir / f"{len(results):04d}-{path.stem}.png")
+        results.append(result)
+    if arrays:
+        probabilities = model.predict(np.stack([a for _, a in arrays])[..., np.newaxis])
+        for (result, _), p in zip(arrays, probabilities):
+            result.probabilities = [round(float(v), 6) for v in p]
+    return results
+
+
+def _table(results: list[Prediction], top_k: int) -> str:
+    width = max([len(r.path) for r in results] + [4])
+    lines = [f"{'file':<{width}}  digit  confidence  top {top_k}"]
+    for r in results:
+        if r.error:
+            lines.append(f"{r.path:<{width}}  error: {r.error}")
+            continue
+        order = np.argsort(r.probabilities)[::-1][:top_k]
+        top = "  ".join(f"{d}:{r.probabilities[d]:.3f}" for d in order)
+        lines.append(f"{r.path:<{width}}  {order[0]:>5}  {r.probabilities[order[0]]:>10.2%}  {top}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mnist-pipeline", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("predict", help="predict the digit in each image")
+    p.add_argument("inputs", nargs="+", help="image files or directories (searched recursively)")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=f"a .tflite or .keras model (default: {DEFAULT_MODEL})")
+    p.add_argument("--top-k", type=int, default=3, choices=range(1, 11), metavar="K", help="how many candidates to show (1-10)")
+    p.add_argument("--json", action="store_true", help="print a JSON array, one object per image")
+    p.add_argument("--debug-dir", type=Path, help="write the 28x28 image the model saw for each input here")
+    args = parser.parse_args(argv)
+
+    try:
+        paths = find_images(args.inputs)
+        if not paths:
+            raise UsageError(f"no images found in {' '.join(args.inputs)}")
+        model = load_model(args.model)
+    except PipelineError as exc:
+        print(f"mnist-pipeline: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    results = predict(paths, model, args.debug_dir)
+    if args.json:
+        print(json.dumps([r.as_json() for r in results], indent=1))
+    else:
+        print(_table(results, args.top_k))
+    for r in results:
+        if r.error:
+            print(f"mnist-pipeline: {r.path}: {r.error}", file=sys.stderr)
+    return 1 if any(r.error for r in results) else 0
+
+
+def entry_point() -> None:
+    sys.exit(main())
+if __name__ == "__main__":
+    entry_point()

@@ -1,0 +1,149 @@
+"""Turn people's digit images into what MNIST looks like. No TensorFlow.
+
+MNIST digits are white on black, scaled to fit a 20x20 box with their aspect ratio kept, and
+centred by their centre of mass in a 28x28 image. A photo of dark ink on paper needs the same
+treatment before a model trained on MNIST can read it.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+from scipy import ndimage
+
+from . import PipelineError
+
+MAX_PIXELS = 40_000_000  # ~ a 7,000 x 5,700 photo; larger files are refused (decompression bombs)
+WORKING_SIZE = 512  # larger images are shrunk to this first: plenty for a 20 px digit
+BOX, SIZE = 20, 28
+
+
+class ImageError(PipelineError):
+    pass
+
+
+def open_image(path: Path | str) -> Image.Image:
+    """Open and fully decode an image, with one clear error for anything that is not a usable image."""
+    try:
+        image = Image.open(path)
+    except UnidentifiedImageError:
+        raise ImageError("not an image Pillow can read") from None
+    except OSError as exc:
+        raise ImageError(f"cannot open ({exc.strerror or exc})") from None
+    if image.width * image.height > MAX_PIXELS:
+        raise ImageError(f"{image.width}x{image.height} pixels is over the limit of {MAX_PIXELS:,}")
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"corrupt or truncated image ({exc})") from None
+    return ImageOps.exif_transpose(image)
+
+
+def grayscale(image: Image.Image) -> np.ndarray:
+    """float32 0..255, transparency composited onto white paper, 16-bit scaled down."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        values = np.asarray(image, dtype=np.float32)
+        return values * (255.0 / 65535.0) if values.max() > 255 else values
+    if image.mode == "F":
+        return np.clip(np.asarray(image, dtype=np.float32), 0, 255)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        paper = Image.new("RGBA", image.size, "white")
+        image = Image.alpha_composite(paper, image.convert("RGBA"))
+    return np.asarray(image.convert("L"), dtype=np.float32)
+
+
+def _otsu_threshold(values: np.ndarray) -> float:
+    histogram = np.bincount(np.clip(values, 0, 255).astype(np.uint8).ravel(), minlength=256).astype(np.float64)
+    weight = np.cumsum(histogram)
+    mean = np.cumsum(histogram * np.arange(256))
+    total, total_mean = weight[-1], mean[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (total_mean * weight - mean * total) ** 2 / (weight * (total - weight))
+    return float(np.nanargmax(between))
+
+
+def to_mnist(image: Image.Image) -> np.ndarray:
+    """A (28, 28) uint8 array, white digit on black, as MNIST's preprocessing would have made it."""
+    if max(image.size) > WORKING_SIZE:
+        image = image.copy()
+        image.thumbnail((WORKING_SIZE, WORKING_SIZE), Image.Resampling.LANCZOS)
+    gray = grayscale(image)
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    if np.median(border) > 127:  # dark ink on light paper
+        gray = 255.0 - gray
+    if gray.max() - gray.min() < 16:
+        raise ImageError("no digit found (the image is blank)")
+    threshold = _otsu_threshold(gray)
+    background, ink = gray[gray <= threshold], gray[gray > threshold]
+    median = np.median(background)
+    floor = median + 4 * 1.4826 * np.median(np.abs(background - median))  # noise above the paper
+    peak = np.percentile(ink, 90)
+    if peak - floor < 16:
+        raise ImageError("no digit found (too little contrast)")
+    cleaned = np.clip((gray - floor) / (peak - floor), 0, 1)
+    rows, cols = np.nonzero(_without_specks((gray > threshold) & (cleaned > 0)))
+    if rows.size == 0:
+        raise ImageError("no digit found")
+    cleaned = cleaned[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+
+    height, width = cleaned.shape
+    scale = BOX / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    digit = np.asarray(Image.fromarray(cleaned * 255).resize(size, Image.Resampling.LANCZOS), dtype=np.float32)
+    canvas = np.zeros((SIZE, SIZE), np.float32)
+    top, left = (SIZE - size[1]) // 2, (SIZE - size[0]) // 2
+    canvas[top : top + size[1], left : left + size[0]] = np.clip(digit, 0, 255)
+    return _centre_by_mass(canvas).round().astype(np.uint8)
+
+
+def _without_specks(mask: np.ndarray) -> np.ndarray:
+    """Drop connected blobs far smaller than the largest stroke: noise, dust, paper texture."""
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    if count <= 1:
+        return mask
+    sizes = np.bincount(labels.ravel())[1:]
+    keep = np.flatnonzero(sizes >= max(2, 0.05 * sizes.max())) + 1
+    return np.isin(labels, keep)
+
+
+def _centre_by_mass(canvas: np.ndarray) -> np.ndarray:
+    total = canvas.sum()
+    grid = np.arange(SIZE)
+    row = (canvas.sum(axis=1) @ grid) / total
+    col = (canvas.sum(axis=0) @ grid) / total
+    shift_rows, shift_cols = round(SIZE / 2 - row), round(SIZE / 2 - col)  # MNIST's mass sits at (14, 14)
+    rows, cols = np.nonzero(canvas)
+    # never push ink off the canvas
+    shift_rows = int(np.clip(shift_rows, -rows.min(), SIZE - 1 - rows.max()))
+    shift_cols = int(np.clip(shift_cols, -cols.min(), SIZE - 1 - cols.max()))
+    return np.roll(canvas, (shift_rows, shift_cols), axis=(0, 1))
+
+
+def naive(image: Image.Image) -> np.ndarray:
+    """The tutorial's preprocessing, for comparison: grayscale and squash to 28x28, nothing else."""
+    return np.asarray(image.convert("L").resize((SIZE, SIZE)), dtype=np.uint8)
+
+
+def photo_like(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """An MNIST digit as a phone photo of it might look: dark ink on tinted, noisy paper,
+    scaled up, off-centre in a larger frame, slightly rotated, JPEG-compressed."""
+    size = int(rng.integers(56, 161))
+    alpha = np.asarray(Image.fromarray(digit.reshape(SIZE, SIZE)).resize((size, size), Image.Resampling.BICUBIC), np.float32) / 255
+    canvas_size = int(size * rng.uniform(1.3, 2.2))
+    mask = np.zeros((canvas_size, canvas_size), np.float32)
+    top, left = rng.integers(0, canvas_size - size + 1, size=2)
+    mask[top : top + size, left : left + size] = np.clip(alpha, 0, 1)
+    mask = np.asarray(Image.fromarray(mask).rotate(rng.uniform(-12, 12), resample=Image.Resampling.BILINEAR))
+    paper = rng.uniform(170, 245) + rng.uniform(-20, 10, size=3)
+    ink = rng.uniform(0, 80) + rng.uniform(-10, 10, size=3)
+    rgb = paper * (1 - mask[..., None]) + ink * mask[..., None]
+    rgb += rng.normal(0, rng.uniform(0, 12), size=rgb.shape)
+    image = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
+    if rng.random() < 0.5:
+        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=int(rng.integers(40, 91)))
+    return Image.open(buffer)

@@ -1,0 +1,103 @@
+"""params.yaml validation, and dvc.yaml declaring exactly the sections each stage reads."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+from conftest import ROOT, copy_repo, run, update_params
+
+from mnist_pipeline import params
+
+
+def default_raw() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def problems(raw: dict) -> list[str]:
+    with pytest.raises(params.ParamsError) as info:
+        params.parse(raw)
+    return info.value.problems
+
+
+def test_defaults_are_the_tutorials_protocol():
+    p = params.load(ROOT / "params.yaml")
+    assert (p.cv.folds, p.cv.random_state, p.cv.epochs, p.cv.batch_size) == (5, 1, 10, 32)
+    assert (p.train.epochs, p.train.batch_size, p.train.optimizer, p.train.learning_rate) == (10, 200, "adam", 0.001)
+    assert p.data.train_limit is None and p.model.name == "seed_cnn" and p.evaluate.gate == 0.99
+
+
+def test_unknown_key_suggests_the_right_one():
+    raw = default_raw()
+    raw["train"]["epoch"] = 3
+    assert problems(raw) == ["train.epoch: unknown key; did you mean train.epochs?"]
+
+
+def test_every_problem_is_reported_once_with_what_is_allowed():
+    raw = default_raw()
+    raw["cv"]["folds"] = 1
+    raw["train"]["learning_rate"] = 0
+    raw["model"]["name"] = "resnet"
+    raw["data"]["train_limit"] = 70_000
+    raw["train"]["batch_size"] = "32"
+    del raw["cv"]["epochs"]
+    assert sorted(problems(raw)) == sorted([
+        "cv.folds: 1 is not allowed; expected an integer >= 2",
+        "cv.epochs: missing; expected an integer >= 1",
+        "train.learning_rate: 0 is not allowed; expected a number > 0",
+        "train.batch_size: '32' is not allowed; expected an integer >= 1",
+        "model.name: 'resnet' is not allowed; expected one of seed_cnn",
+        "data.train_limit: 70000 is not allowed; expected an integer from 100 to 60000 or null",
+    ])
+
+
+def test_unknown_section_and_booleans_are_refused():
+    raw = default_raw()
+    raw["trian"] = {"epochs": 1}
+    raw["cv"]["epochs"] = True
+    assert sorted(problems(raw)) == ["cv.epochs: True is not allowed; expected an integer >= 1", "trian: unknown key; did you mean train?"]
+
+
+def test_stage_exits_2_with_one_line_per_problem(tmp_path):
+    repo = copy_repo(tmp_path, params=None)
+    update_params(repo, {"train": {"epochs": 0, "batch_sise": 64}})
+    result = run(repo, "dvc", "repro", "train", check=False)
+    assert result.returncode != 0
+    assert "error: params.yaml: train.epochs: 0 is not allowed; expected an integer >= 1" in result.stderr
+    assert "error: params.yaml: train.batch_sise: unknown key; did you mean train.batch_size?" in result.stderr
+    assert "Traceback" not in result.stderr
+    direct = run(repo, "python", "stages/download.py", check=False, PYTHONPATH="src")
+    assert direct.returncode == 2 and direct.stderr.count("error: params.yaml:") == 2
+
+
+def test_dvc_yaml_params_are_exactly_the_sections_each_stage_reads():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, spec in stages.items():
+        source = (ROOT / "stages" / f"{name}.py").read_text()
+        read = set(re.findall(r"\bp\.(\w+)\b", source))
+        assert set(spec.get("params", [])) == read, name
+        assert read <= set(params.SECTIONS), name
+
+
+def test_dvc_yaml_lists_every_library_module_a_stage_imports():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, spec in stages.items():
+        imported = _imported_modules(ROOT / "stages" / f"{name}.py")
+        declared = {d for d in spec["deps"] if d.startswith("src/")}
+        assert declared == {f"src/mnist_pipeline/{m}.py" for m in imported}, name
+
+
+def _imported_modules(path, seen=None) -> set[str]:
+    """Library modules a file imports, followed through the library itself."""
+    seen = set() if seen is None else seen
+    text = path.read_text()
+    names = set(re.findall(r"from mnist_pipeline\.(\w+) import", text))
+    names |= {n.strip() for group in re.findall(r"from mnist_pipeline import ([\w, ]+)", text) for n in group.split(",")}
+    names |= set(re.findall(r"from \.(\w+) import", text))
+    names |= {n.strip() for group in re.findall(r"from \. import ([\w, ]+)", text) for n in group.split(",") if n.strip()[0].islower()}
+    names.add("__init__")
+    for name in names - seen:
+        seen.add(name)
+        _imported_modules(ROOT / "src" / "mnist_pipeline" / f"{name}.py", seen)
+    return seen

@@ -1,0 +1,120 @@
+"""`dvc repro` end to end on a repo copy: outputs, metrics, plots, MLflow runs, reproducibility."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import mlflow
+import numpy as np
+import pytest
+from conftest import TINY, read_json, run, without_run_ids
+
+STAGES = ["download", "preprocess", "crossvalidate", "train", "export", "evaluate"]
+
+
+def test_every_stage_wrote_its_outputs(pipeline):
+    raw = sorted(p.name for p in (pipeline / "data" / "raw").iterdir())
+    assert raw == sorted(f"{n}.gz" for n in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
+    images = np.load(pipeline / "data" / "prepared" / "train_images.npy")
+    labels = np.load(pipeline / "data" / "prepared" / "train_labels.npy")
+    assert images.shape == (TINY["data"]["train_limit"], 28, 28, 1) and images.dtype == np.uint8
+    assert labels.dtype == np.uint8 and set(np.unique(labels)) == set(range(10))
+    assert images.max() > 200, "raw 0-255 pixels: scaling belongs to the model"
+    for path in ["models/model.keras", "models/export/model.tflite", "models/export/model.json", "models/export/model.weights.h5",
+                 "models/export/saved_model/saved_model.pb", "plots/cv_boxplot.png", "plots/cv_curves.png", "plots/misclassified.png"]:
+        assert (pipeline / path).stat().st_size > 0, path
+
+
+def test_metrics(pipeline):
+    cv = read_json(pipeline / "metrics" / "cv.json")
+    assert cv["n_folds"] == TINY["cv"]["folds"] == len(cv["folds"])
+    accuracies = [f["accuracy"] for f in cv["folds"].values()]
+    assert cv["accuracy_mean"] == pytest.approx(np.mean(accuracies)) and cv["accuracy_std"] == pytest.approx(np.std(accuracies))
+    assert 0.5 < cv["accuracy_mean"] <= 1
+
+    train = read_json(pipeline / "metrics" / "train.json")
+    assert train["epochs"] == TINY["train"]["epochs"] and train["n_weights"] == 159_254
+
+    export = read_json(pipeline / "metrics" / "export.json")
+    for name in ("saved_model", "tflite", "json_h5"):
+        assert export["parity"][name]["same_class"] == 1.0
+        assert export["parity"][name]["max_probability_diff"] < 1e-4
+    assert export["bytes"]["model.tflite"] > 500_000
+
+    evaluation = read_json(pipeline / "metrics" / "eval.json")
+    assert evaluation["n_images"] == TINY["data"]["test_limit"]
+    assert 0.6 < evaluation["accuracy"] <= 1 and 0 < evaluation["macro_f1"] <= 1 and evaluation["loss"] > 0
+    assert set(evaluation["per_class"]) == {str(d) for d in range(10)}
+    assert evaluation["n_photos"] == TINY["evaluate"]["photos"]
+    assert evaluation["accuracy_photos"] > evaluation["accuracy_photos_naive"]
+
+
+def test_plot_data(pipeline):
+    with (pipeline / "plots" / "confusion.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == TINY["data"]["test_limit"] and set(rows[0]) == {"actual", "predicted"}
+    accuracy = np.mean([r["actual"] == r["predicted"] for r in rows])
+    assert accuracy == pytest.approx(read_json(pipeline / "metrics" / "eval.json")["accuracy"])
+    with (pipeline / "plots" / "train_history.csv").open() as f:
+        history = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in history] == list(range(1, TINY["train"]["epochs"] + 1))
+
+
+def test_second_repro_has_nothing_to_do(pipeline):
+    result = run(pipeline, "dvc", "repro")
+    assert "Data and pipelines are up to date" in result.stdout, result.stdout
+    status = run(pipeline, "dvc", "status")
+    assert "up to date" in status.stdout
+
+
+def test_dvc_shows_metrics_and_renders_plots(pipeline, tmp_path):
+    shown = run(pipeline, "dvc", "metrics", "show", "--json").stdout
+    assert '"accuracy_mean"' in shown and '"macro_f1"' in shown
+    out = tmp_path / "plots"
+    run(pipeline, "dvc", "plots", "show", "-o", str(out))
+    html = (out / "index.html").read_text()
+    for title in ("Training loss", "Cross-validation accuracy by fold", "Confusion matrix", "cv_boxplot.png", "misclassified.png"):
+        assert title in html, title
+
+
+def test_mlflow_runs(pipeline):
+    mlflow.set_tracking_uri(f"sqlite:///{pipeline / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["mnist-pipeline"], output_format="list")
+    by_id = {r.info.run_id: r for r in runs}
+    assert {r.data.tags["stage"] for r in runs} == set(STAGES)
+    commit = run(pipeline, "git", "rev-parse", "HEAD").stdout.strip()
+    assert all(r.data.tags["git_commit"] == commit for r in runs)
+
+    cv = read_json(pipeline / "metrics" / "cv.json")
+    parent = by_id[cv["mlflow"]["run_id"]]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.info.run_id for r in children) == sorted(cv["mlflow"]["fold_run_ids"])
+    assert len(children) == TINY["cv"]["folds"]
+    assert parent.data.metrics["accuracy_mean"] == pytest.approx(cv["accuracy_mean"])
+    assert parent.data.params["cv.folds"] == str(TINY["cv"]["folds"])
+    history = mlflow.MlflowClient().get_metric_history(children[0].info.run_id, "val_accuracy")
+    assert [m.step for m in history] == list(range(1, TINY["cv"]["epochs"] + 1))
+
+    train = read_json(pipeline / "metrics" / "train.json")
+    model = mlflow.get_logged_model(train["mlflow"]["model_id"])
+    assert model.source_run_id == train["mlflow"]["run_id"]
+    assert len(mlflow.MlflowClient().get_metric_history(train["mlflow"]["run_id"], "loss")) == TINY["train"]["epochs"]
+    assert mlflow.models.get_model_info(f"models:/{model.model_id}").signature is not None
+
+    evaluation = read_json(pipeline / "metrics" / "eval.json")
+    assert evaluation["gate_passed"]
+    champion = mlflow.MlflowClient().get_model_version_by_alias("mnist-cnn", "champion")
+    assert champion.version == evaluation["mlflow"]["model_version"]
+    assert champion.source == f"models:/{model.model_id}" and champion.run_id == train["mlflow"]["run_id"]
+    linked = {m.key: m.value for m in mlflow.get_logged_model(model.model_id).metrics or []}
+    assert linked["accuracy"] == pytest.approx(evaluation["accuracy"])
+
+
+def test_forced_rerun_gives_identical_metrics(pipeline):
+    before = {p.name: p.read_text() for p in (pipeline / "metrics").glob("*.json")}
+    confusion = (pipeline / "plots" / "confusion.csv").read_text()
+    run(pipeline, "dvc", "repro", "-f")
+    for name, text in before.items():
+        assert without_run_ids(json.loads(text)) == without_run_ids(read_json(pipeline / "metrics" / name)), name
+    assert (pipeline / "plots" / "confusion.csv").read_text() == confusion

@@ -1,0 +1,155 @@
+"""`mnist-pipeline predict` on real image files of every kind, and the imaging it relies on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import MIRROR
+from PIL import Image
+
+from mnist_pipeline import imaging, mnist
+from mnist_pipeline.predict import LiteRTModel
+
+CLI = [sys.executable, "-m", "mnist_pipeline.cli"]
+
+
+@pytest.fixture(scope="module")
+def test_digits():
+    test = mnist.load_split(MIRROR, "t10k")
+    return test.images[:200, ..., 0], test.labels[:200]
+
+
+def predict(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, "predict", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_an_mnist_digit_passes_through_unchanged_in_effect(test_digits):
+    images, _ = test_digits
+    passed = np.stack([imaging.to_mnist(Image.fromarray(d)) for d in images])
+    assert np.abs(passed.astype(int) - images).mean() < 3
+
+
+def test_photo_like_images_come_back_close_to_the_digit(test_digits):
+    images, _ = test_digits
+    rng = np.random.default_rng(0)
+    correlations = []
+    for digit in images[:50]:
+        photo = imaging.photo_like(digit, rng)
+        assert photo.size[0] >= 56 and np.asarray(photo.convert("L")).mean() > 120  # dark ink on light paper
+        restored = imaging.to_mnist(photo).astype(float).ravel()
+        correlations.append(np.corrcoef(restored, digit.astype(float).ravel())[0, 1])
+        naive = imaging.naive(photo).astype(float).ravel()
+        assert np.corrcoef(naive, digit.astype(float).ravel())[0, 1] < correlations[-1]
+    assert np.median(correlations) > 0.75
+
+
+def write_formats(directory: Path, digit: np.ndarray) -> dict[str, int]:
+    """The same digit as dark ink on paper, in every format and mode a user might have."""
+    paper = Image.fromarray(255 - np.kron(digit, np.ones((4, 4), np.uint8)))  # 112x112
+    rgb = Image.merge("RGB", [paper.point(lambda v: v * 0.9 + 20)] * 3)
+    files = {
+        "gray.png": paper,
+        "rgb.jpg": rgb,
+        "rgb.bmp": rgb,
+        "palette.gif": rgb.convert("P"),
+        "gray.tiff": paper,
+        "rgb.webp": rgb,
+        "sixteen.png": Image.fromarray((np.asarray(paper, np.uint16) * 257)),
+    }
+    for name, image in files.items():
+        image.save(directory / name)
+    ink = np.kron(digit, np.ones((4, 4), np.uint8))
+    rgba = np.zeros((112, 112, 4), np.uint8)
+    rgba[..., 3] = ink  # black ink, transparent background
+    Image.fromarray(rgba, "RGBA").save(directory / "transparent.png")
+    Image.fromarray(digit).save(directory / "mnist.png")  # white on black, 28x28
+    return {**{name: 0 for name in files}, "transparent.png": 0, "mnist.png": 0}
+
+
+def test_every_format_and_mode_gives_the_same_digit(tmp_path, tflite_model, test_digits):
+    images, labels = test_digits
+    model = LiteRTModel(tflite_model)
+    index = int(np.flatnonzero(model.predict(images).argmax(1) == labels)[0])  # a digit the model gets right
+    names = write_formats(tmp_path, images[index])
+    assert Image.open(tmp_path / "sixteen.png").mode.startswith("I")
+    assert Image.open(tmp_path / "palette.gif").mode == "P"
+    result = predict("--json", "--model", str(tflite_model), str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    predictions = json.loads(result.stdout)
+    assert sorted(Path(p["path"]).name for p in predictions) == sorted(names)
+    for p in predictions:
+        assert set(p) == {"path", "digit", "confidence", "probabilities"}
+        assert len(p["probabilities"]) == 10 and sum(p["probabilities"]) == pytest.approx(1, abs=1e-3)
+        assert p["confidence"] == max(p["probabilities"]) and p["digit"] == int(np.argmax(p["probabilities"]))
+        assert p["digit"] == labels[index], p["path"]
+
+
+def test_table_output_and_debug_images(tmp_path, tflite_model, test_digits):
+    images, labels = test_digits
+    Image.fromarray(images[0]).save(tmp_path / "one.png")
+    result = predict("--top-k", "2", "--model", str(tflite_model), "--debug-dir", str(tmp_path / "debug"), str(tmp_path / "one.png"))
+    assert result.returncode == 0
+    header, row = result.stdout.strip().splitlines()
+    assert header.split()[:4] == ["file", "digit", "confidence", "top"]
+    assert row.startswith(str(tmp_path / "one.png")) and len(row.split()) == 5
+    (debug,) = (tmp_path / "debug").iterdir()
+    assert np.asarray(Image.open(debug)).shape == (28, 28)
+
+
+def test_predictions_match_the_evaluated_model_on_raw_mnist_files(tmp_path, tflite_model, test_digits):
+    images, _ = test_digits
+    for i, digit in enumerate(images[:100]):
+        Image.fromarray(digit).save(tmp_path / f"{i:03d}.png")
+    result = predict("--json", "--model", str(tflite_model), str(tmp_path))
+    from_files = [p["digit"] for p in json.loads(result.stdout)]
+    direct = LiteRTModel(tflite_model).predict(images[:100]).argmax(1)
+    assert np.mean(np.array(from_files) == direct) >= 0.97
+
+
+def test_bad_images_fail_one_line_each_and_the_rest_are_predicted(tmp_path, tflite_model, test_digits):
+    images, _ = test_digits
+    Image.fromarray(images[0]).save(tmp_path / "good.png")
+    (tmp_path / "notes.png").write_text("this is not an image")
+    Image.fromarray(images[1]).save(tmp_path / "full.png")
+    (tmp_path / "truncated.png").write_bytes((tmp_path / "full.png").read_bytes()[:200])
+    (tmp_path / "full.png").unlink()
+    Image.new("L", (64, 64), 255).save(tmp_path / "blank.png")
+    Image.new("1", (8000, 6000)).save(tmp_path / "bomb.png")
+    result = predict("--json", "--model", str(tflite_model), str(tmp_path), str(tmp_path / "missing.png"))
+    assert result.returncode == 1
+    by_name = {Path(p["path"]).name: p for p in json.loads(result.stdout)}
+    assert by_name["good.png"]["digit"] in range(10)
+    assert by_name["notes.png"]["error"] == "not an image Pillow can read"
+    assert by_name["truncated.png"]["error"].startswith("corrupt or truncated image")
+    assert by_name["blank.png"]["error"] == "no digit found (the image is blank)"
+    assert by_name["bomb.png"]["error"] == "8000x6000 pixels is over the limit of 40,000,000"
+    assert by_name["missing.png"]["error"].startswith("cannot open")
+    assert len(result.stderr.strip().splitlines()) == 5 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "model.h5"], "unknown model type .h5; allowed: .tflite, .keras"),
+        (["--model", "missing.tflite"], "missing.tflite: no such file"),
+        (["--top-k", "11"], "invalid choice"),
+    ],
+)
+def test_bad_usage_exits_2(tmp_path, args, message, test_digits):
+    Image.fromarray(test_digits[0][0]).save(tmp_path / "one.png")
+    result = predict(*args, str(tmp_path / "one.png"))
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_keras_model_gives_the_same_answers(tmp_path, pipeline, tflite_model, test_digits):
+    images, _ = test_digits
+    for i, digit in enumerate(images[:20]):
+        Image.fromarray(digit).save(tmp_path / f"{i:02d}.png")
+    keras_run = json.loads(predict("--json", "--model", str(pipeline / "models" / "model.keras"), str(tmp_path)).stdout)
+    tflite_run = json.loads(predict("--json", "--model", str(tflite_model), str(tmp_path)).stdout)
+    assert [p["digit"] for p in keras_run] == [p["digit"] for p in tflite_run]
