@@ -29,13 +29,25 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
     return keras.optimizers.Adam(learning_rate)
 
 
-def _dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None) -> tf.data.Dataset:
+def dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None) -> tf.data.Dataset:
     """Batches from in-memory uint8 tensors, cast to float32 per batch (no float copy of the data)."""
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if shuffle_seed is not None:
         ds = ds.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size).map(lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def compile_model(model_params: Model, optimizer: str, learning_rate: float, seed: int) -> keras.Model:
+    seed_everything(seed)
+    model = build(model_params)
+    model.compile(
+        optimizer=make_optimizer(optimizer, learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=STEPS_PER_EXECUTION,
+    )
+    return model
 
 
 def fit(
@@ -52,21 +64,14 @@ def fit(
     on_epoch_end: EpochCallback | None = None,
 ) -> tuple[keras.Model, dict[str, list[float]]]:
     """Build the model from a seed and train it; returns the model and its per-epoch history."""
-    seed_everything(seed)
-    model = build(model_params)
-    model.compile(
-        optimizer=make_optimizer(optimizer, learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-        steps_per_execution=STEPS_PER_EXECUTION,
-    )
+    model = compile_model(model_params, optimizer, learning_rate, seed)
     callbacks = []
     if on_epoch_end is not None:
         callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: on_epoch_end(epoch + 1, logs)))
     history = model.fit(
-        _dataset(x, y, batch_size, shuffle_seed=seed),
+        dataset(x, y, batch_size, shuffle_seed=seed),
         epochs=epochs,
-        validation_data=None if validation is None else _dataset(*validation, 1000, shuffle_seed=None),
+        validation_data=None if validation is None else dataset(*validation, 1000, shuffle_seed=None),
         callbacks=callbacks,
         shuffle=False,  # the dataset shuffles itself, seeded
         verbose=1 if sys.stdout.isatty() else 2,
@@ -75,5 +80,5 @@ def fit(
 
 
 def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    loss, accuracy = model.evaluate(_dataset(x, y, 1000, shuffle_seed=None), verbose=0)
+    loss, accuracy = model.evaluate(dataset(x, y, 1000, shuffle_seed=None), verbose=0)
     return {"loss": float(loss), "accuracy": float(accuracy)}

@@ -1,0 +1,156 @@
+"""`dvc exp run` in the workspace, --temp and --queue (2 in parallel), with MLflow's SQLite store and a
+real `mlflow server` on 127.0.0.1: every experiment lands with its metrics and its runs."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pytest
+from conftest import copy_repo, env_for, read_json, run
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def api(server: str, path: str, body: dict | None = None) -> dict:
+    request = urllib.request.Request(
+        f"{server}/api/2.0/mlflow/{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def server_runs(server: str) -> list[dict]:
+    experiment = api(server, "experiments/get-by-name?experiment_name=mnist-pipeline")["experiment"]
+    runs = api(server, "runs/search", {"experiment_ids": [experiment["experiment_id"]], "max_results": 1000}).get("runs", [])
+    for r in runs:
+        r["tags"] = {t["key"]: t["value"] for t in r["data"].get("tags", [])}
+        r["metrics"] = {m["key"]: m["value"] for m in r["data"].get("metrics", [])}
+    return runs
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    port = _free_port()
+    store = tmp_path / "server"
+    store.mkdir()
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}", "--artifacts-destination", str(store / "artifacts")],
+        cwd=store, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("mlflow server did not start")
+                time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_pipeline_against_a_tracking_server(tmp_path, mlflow_server):
+    repo = copy_repo(tmp_path / "repo")
+    run(repo, "dvc", "repro", MLFLOW_TRACKING_URI=mlflow_server)
+    assert not (repo / "mlflow.db").exists(), "the server, not the embedded store, got the runs"
+    runs = server_runs(mlflow_server)
+    cv = read_json(repo / "metrics" / "cv.json")
+    children = [r for r in runs if r["tags"].get("mlflow.parentRunId") == cv["mlflow"]["run_id"]]
+    assert sorted(r["info"]["run_id"] for r in children) == sorted(cv["mlflow"]["fold_run_ids"])
+    assert all(r["info"]["status"] == "FINISHED" for r in runs)
+    alias = api(mlflow_server, "registered-models/alias?name=mnist-cnn&alias=champion")["model_version"]
+    assert alias["version"] == str(read_json(repo / "metrics" / "eval.json")["mlflow"]["model_version"])
+    assert alias["source"] == f"models:/{read_json(repo / 'metrics' / 'train.json')['mlflow']['model_id']}"
+
+
+def test_an_unreachable_tracking_server_fails_fast_with_one_line(tmp_path):
+    repo = copy_repo(tmp_path)
+    closed = f"http://127.0.0.1:{_free_port()}"
+    started = time.monotonic()
+    result = run(repo, "python", "stages/train.py", check=False, PYTHONPATH="src", MLFLOW_TRACKING_URI=closed)
+    assert time.monotonic() - started < 30
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"MLflow tracking server {closed} is unreachable" in errors[0]
+    assert "unset MLFLOW_TRACKING_URI to use the embedded store sqlite:///" in errors[0]
+    assert "Traceback" not in result.stderr and not (repo / "models").exists()
+
+
+def _wait_for_queue(repo: Path, timeout: float = 900) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = run(repo, "dvc", "queue", "status").stdout
+        if not any(word in status for word in ("Queued", "Running")):
+            return status
+        time.sleep(3)
+    raise AssertionError(f"queue still busy:\n{status}")
+
+
+def test_workspace_temp_and_parallel_queued_experiments(tmp_path, mlflow_server):
+    repo = copy_repo(tmp_path / "repo")
+    run(repo, "dvc", "repro")
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "baseline")
+
+    run(repo, "dvc", "exp", "run", "-n", "ws", "-S", "train.epochs=1")
+    run(repo, "dvc", "exp", "run", "--temp", "-n", "tmp", "-S", "train.batch_size=100")
+    for name, batch in (("q64", 64), ("q128", 128)):
+        run(repo, "dvc", "exp", "run", "--queue", "-n", name, "-S", f"train.batch_size={batch}")
+    try:
+        run(repo, "dvc", "queue", "start", "-j", "2", MLFLOW_TRACKING_URI=mlflow_server)
+        status = _wait_for_queue(repo)
+    finally:
+        run(repo, "dvc", "queue", "stop", "--kill", check=False)
+    assert status.count("Success") == 2, status
+
+    shown = json.loads(run(repo, "dvc", "exp", "show", "--json").stdout)
+    experiments = {}
+    for baseline in shown:
+        for exp in baseline.get("experiments") or []:
+            data = exp["revs"][0]["data"]
+            experiments[exp["name"]] = data
+    assert {"ws", "tmp", "q64", "q128"} <= set(experiments)
+    for name, batch in (("ws", 200), ("tmp", 100), ("q64", 64), ("q128", 128)):
+        data = experiments[name]
+        assert data["params"]["params.yaml"]["data"]["train"]["batch_size"] == batch
+        evaluation = data["metrics"]["metrics/eval.json"]["data"]
+        assert 0 < evaluation["accuracy"] <= 1 and "run_id" in evaluation["mlflow"]
+
+    # workspace and --temp runs went to the main repo's SQLite store, not to temporary copies
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    local = mlflow.search_runs(experiment_names=["mnist-pipeline"], output_format="list")
+    for name in ("ws", "tmp"):
+        stages = {r.data.tags["stage"] for r in local if r.data.tags.get("dvc.exp_name") == name}
+        assert {"train", "export", "evaluate"} <= stages, name
+        run_id = experiments[name]["metrics"]["metrics/eval.json"]["data"]["mlflow"]["run_id"]
+        assert any(r.info.run_id == run_id for r in local)
+    assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db"))
+
+    # the two parallel queued experiments both landed, complete, in the server
+    remote = server_runs(mlflow_server)
+    for name in ("q64", "q128"):
+        mine = [r for r in remote if r["tags"].get("dvc.exp_name") == name]
+        assert {r["tags"]["stage"] for r in mine} >= {"train", "export", "evaluate"}, name
+        assert all(r["info"]["status"] == "FINISHED" for r in mine)
+        run_id = experiments[name]["metrics"]["metrics/eval.json"]["data"]["mlflow"]["run_id"]
+        evaluate_run = next(r for r in mine if r["info"]["run_id"] == run_id)
+        assert evaluate_run["metrics"]["accuracy"] == pytest.approx(experiments[name]["metrics"]["metrics/eval.json"]["data"]["accuracy"])

@@ -1,0 +1,79 @@
+"""Interrupted runs resume without losing or corrupting results; untrusted model files are refused."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import copy_repo, env_for, read_json, run, without_run_ids
+
+
+def kill_when(repo: Path, ready, timeout: float = 600) -> str:
+    """Start `dvc repro`, SIGKILL its whole process group as soon as ready(repo, output) is true."""
+    log = repo.parent / f"{repo.name}-repro.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(["dvc", "repro"], cwd=repo, env=env_for(repo), stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not ready(repo, log.read_text()):
+            assert process.poll() is None, f"dvc repro ended before the kill:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, "timed out waiting for the moment to kill"
+            time.sleep(0.1)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    return log.read_text()
+
+
+def test_killed_crossvalidation_resumes_after_the_finished_folds(tmp_path, pipeline):
+    repo = copy_repo(tmp_path / "repo")
+    kill_when(repo, lambda r, _: any(r.glob(".cache/crossvalidate/*/fold-1.json")))
+    assert not (repo / "metrics" / "cv.json").exists() or read_json(repo / "metrics" / "cv.json") != read_json(pipeline / "metrics" / "cv.json")
+    result = run(repo, "dvc", "repro")
+    assert "fold 1/2: reusing the result saved by an interrupted run" in result.stdout
+    for name in ("cv.json", "train.json", "eval.json"):
+        assert without_run_ids(read_json(repo / "metrics" / name)) == without_run_ids(read_json(pipeline / "metrics" / name)), name
+    assert not list(repo.glob(".cache/crossvalidate/*/fold-*.json")), "finished work clears its checkpoints"
+
+
+def test_killed_training_leaves_no_model_and_reruns_to_the_same_result(tmp_path, pipeline):
+    repo = copy_repo(tmp_path / "repo")
+    kill_when(repo, lambda _, output: "training on" in output)
+    assert not (repo / "models" / "model.keras").exists()
+    assert not [p for p in repo.rglob(".model.keras*")], "no temporary file left behind"
+    status = run(repo, "dvc", "status").stdout
+    assert "train" in status
+    run(repo, "dvc", "repro")
+    for name in ("cv.json", "train.json", "eval.json"):
+        assert without_run_ids(read_json(repo / "metrics" / name)) == without_run_ids(read_json(pipeline / "metrics" / name)), name
+
+
+def test_a_keras_file_with_code_in_it_is_refused(tmp_path, pipeline):
+    import keras
+
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Lambda(lambda x: x * 2), keras.layers.Flatten(), keras.layers.Dense(10)])
+    path = tmp_path / "evil.keras"
+    model.save(path)
+    from PIL import Image
+
+    Image.new("L", (28, 28)).save(tmp_path / "one.png")
+    result = subprocess.run(["mnist-pipeline", "predict", "--model", str(path), str(tmp_path / "one.png")],
+                            env=env_for(tmp_path), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "not a loadable Keras model" in result.stderr and "safe_mode" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage that is no flatbuffer" * 10])
+def test_a_broken_tflite_file_is_refused(tmp_path, content):
+    path = tmp_path / "broken.tflite"
+    path.write_bytes(content)
+    from PIL import Image
+
+    Image.new("L", (28, 28)).save(tmp_path / "one.png")
+    result = subprocess.run(["mnist-pipeline", "predict", "--model", str(path), str(tmp_path / "one.png")],
+                            env=env_for(tmp_path), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "not a valid TFLite model" in result.stderr and "Traceback" not in result.stderr
