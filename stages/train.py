@@ -35,8 +35,8 @@ def main() -> None:
         stage.write_json(
             "metrics/train.json",
             {
-                "loss": history["loss"][-1],
-                "accuracy": history["accuracy"][-1],
+                "train_loss": history["loss"][-1],
+                "train_accuracy": history["accuracy"][-1],
                 "epochs": p.train.epochs,
                 "n_images": len(data.labels),
                 "n_weights": model.count_params(),

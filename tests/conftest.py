@@ -35,8 +35,6 @@ def env_for(repo: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["MNIST_MIRROR"] = str(MIRROR)
-    env["GIT_AUTHOR_NAME"] = env["GIT_COMMITTER_NAME"] = "test"
-    env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = "test@example.invalid"
     return env | extra
 
 
@@ -67,6 +65,8 @@ def copy_repo(dest: Path, params: dict | None = TINY) -> Path:
     if params:
         update_params(dest, params)
     run(dest, "git", "init", "-q", "-b", "main")
+    run(dest, "git", "config", "user.name", "test")  # dvc exp commits too, with the repo's identity
+    run(dest, "git", "config", "user.email", "test@example.invalid")
     run(dest, "git", "add", "-A")
     run(dest, "git", "commit", "-qm", "copy for tests")
     return dest

@@ -101,3 +101,14 @@ def _imported_modules(path, seen=None) -> set[str]:
         seen.add(name)
         _imported_modules(ROOT / "src" / "mnist_pipeline" / f"{name}.py", seen)
     return seen
+
+
+def test_dvc_exp_run_set_param_gets_the_same_validation(tmp_path):
+    repo = copy_repo(tmp_path, params=None)
+    typo = run(repo, "dvc", "exp", "run", "-S", "cv.fold=3", check=False)
+    assert typo.returncode != 0 and "Could not override 'cv.fold'" in typo.stderr  # DVC itself refuses new keys
+    result = run(repo, "dvc", "exp", "run", "-S", "train.epochs=0", "-S", "+cv.fold=3", check=False)
+    assert result.returncode != 0
+    assert "error: params.yaml: train.epochs: 0 is not allowed; expected an integer >= 1" in result.stderr
+    assert "error: params.yaml: cv.fold: unknown key; did you mean cv.folds?" in result.stderr
+    assert not (repo / "data" / "raw").exists(), "nothing was downloaded before the params were checked"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +17,7 @@ from . import PipelineError, imaging
 
 DEFAULT_MODEL = Path("models/export/model.tflite")
 MODEL_TYPES = (".tflite", ".keras")
+PARALLEL_FROM = 200  # images; below this a process pool costs more than it saves
 
 
 @dataclass
@@ -47,13 +50,17 @@ def find_images(paths: list[str]) -> list[Path]:
     return found
 
 
-def load_model(path: Path):
-    """An object with .predict(images (N, 28, 28, 1) raw pixels) -> probabilities (N, 10)."""
+def check_model_path(path: Path) -> None:
     if path.suffix not in MODEL_TYPES:
         raise UsageError(f"--model {path}: unknown model type {path.suffix or '(none)'}; allowed: {', '.join(MODEL_TYPES)}")
     if not path.is_file():
         hint = " (run `dvc repro` to build it, or pass --model)" if path == DEFAULT_MODEL else ""
         raise UsageError(f"--model {path}: no such file{hint}")
+
+
+def load_model(path: Path):
+    """An object with .predict(images (N, 28, 28, 1) raw pixels) -> probabilities (N, 10)."""
+    check_model_path(path)
     if path.suffix == ".tflite":
         from .predict import LiteRTModel
 
@@ -75,25 +82,40 @@ def load_model(path: Path):
     return KerasModel()
 
 
-def predict(paths: list[Path], model, debug_dir: Path | None = None) -> list[Prediction]:
-    results, arrays = [], []
-    for path in paths:
-        result = Prediction(str(path))
-        try:
-            array = imaging.to_mnist(imaging.open_image(path))
-        except imaging.ImageError as exc:
-            result.error = str(exc)
-        else:
-            arrays.append((result, array))
-            if debug_dir is not None:
-                debug_dir.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(array).save(debug_dir / f"{len(results):04d}-{path.stem}.png")
-        results.append(result)
-    if arrays:
-        probabilities = model.predict(np.stack([a for _, a in arrays])[..., np.newaxis])
-        for (result, _), p in zip(arrays, probabilities):
-            result.probabilities = [round(float(v), 6) for v in p]
+def _prepare(path: Path) -> np.ndarray | str:
+    """The 28x28 array for one image, or the reason it failed."""
+    try:
+        return imaging.to_mnist(imaging.open_image(path))
+    except imaging.ImageError as exc:
+        return str(exc)
+
+
+def preprocess(paths: list[Path]) -> list[np.ndarray | str]:
+    """Each image as the 28x28 array the model sees, or the reason it failed.
+
+    Call it before a model is loaded: the process pool forks, which is only safe
+    before TensorFlow or LiteRT start their threads."""
+    if len(paths) >= PARALLEL_FROM and (os.cpu_count() or 1) > 1:
+        with multiprocessing.get_context("fork").Pool() as pool:  # decoding is CPU-bound Python
+            return pool.map(_prepare, paths, chunksize=64)
+    return [_prepare(path) for path in paths]
+
+
+def predict(paths: list[Path], prepared: list[np.ndarray | str], model) -> list[Prediction]:
+    results = [Prediction(str(path), error=p if isinstance(p, str) else None) for path, p in zip(paths, prepared)]
+    ok = [i for i, p in enumerate(prepared) if not isinstance(p, str)]
+    if ok:
+        probabilities = model.predict(np.stack([prepared[i] for i in ok])[..., np.newaxis])
+        for i, p in zip(ok, probabilities):
+            results[i].probabilities = [round(float(v), 6) for v in p]
     return results
+
+
+def save_debug_images(directory: Path, paths: list[Path], prepared: list[np.ndarray | str]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for i, (path, array) in enumerate(zip(paths, prepared)):
+        if not isinstance(array, str):
+            Image.fromarray(array).save(directory / f"{i:04d}-{path.stem}.png")
 
 
 def _table(results: list[Prediction], top_k: int) -> str:
@@ -124,11 +146,15 @@ def main(argv: list[str] | None = None) -> int:
         paths = find_images(args.inputs)
         if not paths:
             raise UsageError(f"no images found in {' '.join(args.inputs)}")
+        check_model_path(args.model)
+        prepared = preprocess(paths)
         model = load_model(args.model)
     except PipelineError as exc:
         print(f"mnist-pipeline: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    results = predict(paths, model, args.debug_dir)
+    if args.debug_dir is not None:
+        save_debug_images(args.debug_dir, paths, prepared)
+    results = predict(paths, prepared, model)
     if args.json:
         print(json.dumps([r.as_json() for r in results], indent=1))
     else:

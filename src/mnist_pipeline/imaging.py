@@ -55,14 +55,18 @@ def grayscale(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L"), dtype=np.float32)
 
 
-def _otsu_threshold(values: np.ndarray) -> float:
-    histogram = np.bincount(np.clip(values, 0, 255).astype(np.uint8).ravel(), minlength=256).astype(np.float64)
+def _otsu_threshold(histogram: np.ndarray) -> int:
     weight = np.cumsum(histogram)
     mean = np.cumsum(histogram * np.arange(256))
     total, total_mean = weight[-1], mean[-1]
     with np.errstate(divide="ignore", invalid="ignore"):
         between = (total_mean * weight - mean * total) ** 2 / (weight * (total - weight))
-    return float(np.nanargmax(between))
+    return int(np.nanargmax(between))
+
+
+def _quantile(histogram: np.ndarray, q: float) -> int:
+    """The grey level below which a fraction q of the histogram's pixels lie."""
+    return int(np.searchsorted(np.cumsum(histogram), q * histogram.sum()))
 
 
 def to_mnist(image: Image.Image) -> np.ndarray:
@@ -76,11 +80,14 @@ def to_mnist(image: Image.Image) -> np.ndarray:
         gray = 255.0 - gray
     if gray.max() - gray.min() < 16:
         raise ImageError("no digit found (the image is blank)")
-    threshold = _otsu_threshold(gray)
-    background, ink = gray[gray <= threshold], gray[gray > threshold]
-    median = np.median(background)
-    floor = median + 4 * 1.4826 * np.median(np.abs(background - median))  # noise above the paper
-    peak = np.percentile(ink, 90)
+    # one histogram of grey levels gives the ink/paper split and the statistics of each
+    histogram = np.bincount(np.clip(gray, 0, 255).astype(np.uint8).ravel(), minlength=256).astype(np.float64)
+    threshold = _otsu_threshold(histogram)
+    background = histogram[: threshold + 1]
+    median = _quantile(background, 0.5)
+    deviations = np.bincount(np.abs(np.arange(threshold + 1) - median), weights=background)
+    floor = median + 4 * 1.4826 * _quantile(deviations, 0.5)  # noise above the paper
+    peak = threshold + 1 + _quantile(histogram[threshold + 1 :], 0.9)
     if peak - floor < 16:
         raise ImageError("no digit found (too little contrast)")
     cleaned = np.clip((gray - floor) / (peak - floor), 0, 1)

@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import PipelineError
+from .stage import save_npy
 
 # SHA-256 of the *decompressed* IDX files: mirrors compress differently, the payload is the same.
 FILES = {
@@ -171,8 +172,6 @@ def stratified_subsample(data: Dataset, limit: int | None, seed: int) -> Dataset
 
 
 def save_prepared(directory: Path, name: str, data: Dataset) -> None:
-    from .stage import save_npy
-
     save_npy(directory / f"{name}_images.npy", data.images)
     save_npy(directory / f"{name}_labels.npy", data.labels)
 
