@@ -39,7 +39,7 @@ class UsageError(PipelineError):
 
 def find_images(paths: list[str]) -> list[Path]:
     """Files as given; directories searched recursively for files with an image extension Pillow knows."""
-    extensions = {ext for ext, _ in Image.registered_extensions().items()}
+    extensions = set(Image.registered_extensions())
     found = []
     for raw in paths:
         path = Path(raw)
@@ -167,5 +167,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry_point() -> None:
     sys.exit(main())
+
+
 if __name__ == "__main__":
     entry_point()
