@@ -14,8 +14,6 @@ import argparse
 import json
 import os
 import platform
-import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -88,7 +86,7 @@ def bench_training(mirror: Path) -> dict:
         keras.utils.set_random_seed(0)
         plain = models.build(spec)
         plain.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-        x_float = x.astype("float32") / 1.0  # the tutorial's way: a float copy in NumPy
+        x_float = x.astype("float32")  # the tutorial's way: a float copy in NumPy
         tutorial = images_per_second(lambda: plain.fit(x_float, y, batch_size=batch, epochs=1, verbose=0), len(x))
 
         ours_model = training.compile_model(spec, "adam", 0.001, seed=0)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import copy_repo, env_for, read_json, run
+from conftest import copy_repo, read_json, run
 
 
 def _free_port() -> int:

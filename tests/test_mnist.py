@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
-from conftest import MIRROR
+from conftest import MIRROR, copy_repo, run, update_params
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -109,8 +109,6 @@ def test_when_every_source_fails_one_error_names_each_and_nothing_is_left(tmp_pa
 
 
 def test_download_stage_error_is_one_clear_message(tmp_path, closed_port):
-    from conftest import copy_repo, run, update_params
-
     repo = copy_repo(tmp_path, params=None)
     update_params(repo, {"download": {"mirrors": [closed_port], "timeout": 1}})
     result = run(repo, "python", "stages/download.py", check=False, PYTHONPATH="src", MNIST_MIRROR="")

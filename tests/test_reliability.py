@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import copy_repo, env_for, read_json, run, without_run_ids
+from PIL import Image
 
 
 def kill_when(repo: Path, ready, timeout: float = 600) -> str:
@@ -57,8 +58,6 @@ def test_a_keras_file_with_code_in_it_is_refused(tmp_path, pipeline):
     model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Lambda(lambda x: x * 2), keras.layers.Flatten(), keras.layers.Dense(10)])
     path = tmp_path / "evil.keras"
     model.save(path)
-    from PIL import Image
-
     Image.new("L", (28, 28)).save(tmp_path / "one.png")
     result = subprocess.run(["mnist-pipeline", "predict", "--model", str(path), str(tmp_path / "one.png")],
                             env=env_for(tmp_path), capture_output=True, text=True, timeout=120)
@@ -71,8 +70,6 @@ def test_a_keras_file_with_code_in_it_is_refused(tmp_path, pipeline):
 def test_a_broken_tflite_file_is_refused(tmp_path, content):
     path = tmp_path / "broken.tflite"
     path.write_bytes(content)
-    from PIL import Image
-
     Image.new("L", (28, 28)).save(tmp_path / "one.png")
     result = subprocess.run(["mnist-pipeline", "predict", "--model", str(path), str(tmp_path / "one.png")],
                             env=env_for(tmp_path), capture_output=True, text=True, timeout=120)
