@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import log_loss, precision_recall_fscore_support  # noqa: E402
 
+from . import imaging  # noqa: E402
+
 CLASSES = list(range(10))
 
 
@@ -73,8 +75,6 @@ def misclassified_grid(images: np.ndarray, labels: np.ndarray, predicted: np.nda
 def photo_accuracy(model, images: np.ndarray, labels: np.ndarray, n: int, seed: int) -> dict[str, float]:
     """Accuracy on ``n`` seeded photo-like renderings of test digits: through imaging.to_mnist,
     and through the tutorial's naive grayscale-and-resize for comparison."""
-    from . import imaging
-
     rng = np.random.default_rng(seed)
     index = rng.choice(len(labels), size=min(n, len(labels)), replace=False)
     photos = [imaging.photo_like(images[i], rng) for i in index]
