@@ -1,13 +1,15 @@
 """Stage 3: k-fold cross-validation of the model on the training set.
 
-Each finished fold is saved under .cache/crossvalidate/<key>/, so a run that was interrupted
-after fold k resumes at fold k+1. The key covers the parameters and the data, so a cached
-fold is only reused for exactly the same work.
+Folds train a few at a time in one process (training.concurrent_jobs). Each finished fold is
+saved under .cache/crossvalidate/<key>/, so a run that was interrupted trains only the folds that
+had not finished. The key covers the parameters and the data, so a cached fold is only reused for
+exactly the same work.
 """
 
 import hashlib
-import shutil
 import json
+import shutil
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -31,35 +33,51 @@ def main() -> None:
     tracking.connect()
     data = mnist.load_prepared(PREPARED, "train")
     cache = CACHE / cache_key(p, data)
-    splits = KFold(p.cv.folds, shuffle=True, random_state=p.cv.random_state).split(data.labels)
+    splits = list(KFold(p.cv.folds, shuffle=True, random_state=p.cv.random_state).split(data.labels))
     run_params = tracking.flat_params(model=p.model, cv=p.cv)
-    folds = []
+    folds, jobs = [], {}
+    for fold, (train_index, val_index) in enumerate(splits, 1):
+        saved = cache / f"fold-{fold}.json"
+        if saved.exists():
+            print(f"fold {fold}/{p.cv.folds}: reusing the result saved by an interrupted run")
+            folds.append(json.loads(saved.read_text()))
+            continue
+        jobs[fold] = training.prepare(
+            p.model,
+            data.images[train_index],
+            data.labels[train_index],
+            batch_size=p.cv.batch_size,
+            optimizer=p.cv.optimizer,
+            learning_rate=p.cv.learning_rate,
+            seed=p.cv.random_state + fold,
+            validation=(data.images[val_index], data.labels[val_index]),
+        )
+
     with tracking.run("crossvalidate", run_params) as parent_id:
-        for fold, (train_index, val_index) in enumerate(splits, 1):
-            saved = cache / f"fold-{fold}.json"
-            if saved.exists():
-                print(f"fold {fold}/{p.cv.folds}: reusing the result saved by an interrupted run")
-                folds.append(json.loads(saved.read_text()))
-                continue
-            print(f"fold {fold}/{p.cv.folds}: training on {len(train_index)}, validating on {len(val_index)} images")
-            with tracking.run("crossvalidate", run_params | {"fold": fold}, name=f"fold-{fold}", nested=True) as run_id:
-                _, history = training.fit(
-                    p.model,
-                    data.images[train_index],
-                    data.labels[train_index],
-                    epochs=p.cv.epochs,
-                    batch_size=p.cv.batch_size,
-                    optimizer=p.cv.optimizer,
-                    learning_rate=p.cv.learning_rate,
-                    seed=p.cv.random_state + fold,
-                    validation=(data.images[val_index], data.labels[val_index]),
-                    on_epoch_end=tracking.log_epoch,
-                )
+
+        def train_fold(fold: int) -> dict:
+            with tracking.run("crossvalidate", run_params | {"fold": fold}, name=f"fold-{fold}", parent_run_id=parent_id) as run_id:
+                history = training.train(jobs[fold], p.cv.epochs, tracking.log_epoch, label=f"fold {fold}/{p.cv.folds}")
                 # The last epoch's validation is the final model scored on the held-out fold.
                 scores = {"loss": history["val_loss"][-1], "accuracy": history["val_accuracy"][-1]}
                 tracking.log_metrics(scores)
-            folds.append({"fold": fold, **scores, "history": history, "mlflow_run_id": run_id})
-            stage.write_json(saved, folds[-1])
+            return {"fold": fold, **scores, "history": history, "mlflow_run_id": run_id}
+
+        workers = training.concurrent_jobs(len(jobs))
+        if jobs:
+            print(f"training folds {', '.join(map(str, jobs))} of {p.cv.folds}, {workers} at a time, "
+                  f"on {len(splits[0][0])} images each, validating on {len(splits[0][1])}")
+        with ThreadPoolExecutor(workers) as pool:
+            try:
+                for finished in as_completed([pool.submit(train_fold, fold) for fold in jobs]):
+                    folds.append(finished.result())
+                    stage.write_json(cache / f"fold-{folds[-1]['fold']}.json", folds[-1])
+            except BaseException:  # an error or Ctrl-C: stop the other folds at their next step too
+                for job in jobs.values():
+                    job.model.stop_training = True
+                pool.shutdown(cancel_futures=True)
+                raise
+        folds.sort(key=lambda f: f["fold"])
 
         accuracies = [f["accuracy"] for f in folds]
         summary = {"accuracy_mean": float(np.mean(accuracies)), "accuracy_std": float(np.std(accuracies))}

