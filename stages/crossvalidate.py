@@ -2,8 +2,8 @@
 
 Folds train a few at a time in one process (training.concurrent_jobs). Each finished fold is
 saved under .cache/crossvalidate/<key>/, so a run that was interrupted trains only the folds that
-had not finished. The key covers the parameters and the data, so a cached fold is only reused for
-exactly the same work.
+had not finished. The key covers the parameters, the data and the code, so a cached fold is only
+reused for exactly the same work.
 """
 
 import hashlib
@@ -22,9 +22,12 @@ CACHE = Path(".cache/crossvalidate")
 
 
 def cache_key(p: params.Params, data: mnist.Dataset) -> str:
+    """Params, data and code: a fold saved before the code changed is not reused."""
     digest = hashlib.sha256(json.dumps(tracking.flat_params(model=p.model, cv=p.cv), sort_keys=True).encode())
     digest.update(data.images.tobytes())
     digest.update(data.labels.tobytes())
+    for source in [Path(__file__), *sorted(Path(training.__file__).parent.glob("*.py"))]:
+        digest.update(source.read_bytes())
     return digest.hexdigest()[:16]
 
 
