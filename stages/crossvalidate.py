@@ -38,14 +38,18 @@ def main() -> None:
     cache = CACHE / cache_key(p, data)
     splits = list(KFold(p.cv.folds, shuffle=True, random_state=p.cv.random_state).split(data.labels))
     run_params = tracking.flat_params(model=p.model, cv=p.cv)
-    folds, jobs = [], {}
-    for fold, (train_index, val_index) in enumerate(splits, 1):
+    folds, todo = [], []
+    for fold in range(1, p.cv.folds + 1):
         saved = cache / f"fold-{fold}.json"
         if saved.exists():
             print(f"fold {fold}/{p.cv.folds}: reusing the result saved by an interrupted run")
             folds.append(json.loads(saved.read_text()))
-            continue
-        jobs[fold] = training.prepare(
+        else:
+            todo.append(fold)
+
+    def prepare(fold: int) -> training.Job:
+        train_index, val_index = splits[fold - 1]
+        return training.prepare(
             p.model,
             data.images[train_index],
             data.labels[train_index],
@@ -58,28 +62,29 @@ def main() -> None:
 
     with tracking.run("crossvalidate", run_params) as parent_id:
 
-        def train_fold(fold: int) -> dict:
+        def train_fold(fold: int, job: training.Job) -> dict:
             with tracking.run("crossvalidate", run_params | {"fold": fold}, name=f"fold-{fold}", parent_run_id=parent_id) as run_id:
-                history = training.train(jobs[fold], p.cv.epochs, tracking.log_epoch, label=f"fold {fold}/{p.cv.folds}")
+                history = training.train(job, p.cv.epochs, tracking.log_epoch, label=f"fold {fold}/{p.cv.folds}")
                 # The last epoch's validation is the final model scored on the held-out fold.
                 scores = {"loss": history["val_loss"][-1], "accuracy": history["val_accuracy"][-1]}
                 tracking.log_metrics(scores)
             return {"fold": fold, **scores, "history": history, "mlflow_run_id": run_id}
 
-        workers = training.concurrent_jobs(len(jobs))
-        if jobs:
-            print(f"training folds {', '.join(map(str, jobs))} of {p.cv.folds}, {workers} at a time, "
+        # Folds train in waves of `at_once`; only one wave's models and data are in memory.
+        at_once = training.concurrent_jobs(len(todo))
+        for wave in (todo[i : i + at_once] for i in range(0, len(todo), at_once)):
+            print(f"training fold{'s' if len(wave) > 1 else ''} {', '.join(map(str, wave))} of {p.cv.folds} "
                   f"on {len(splits[0][0])} images each, validating on {len(splits[0][1])}")
-        with ThreadPoolExecutor(workers) as pool:
-            try:
-                for finished in as_completed([pool.submit(train_fold, fold) for fold in jobs]):
-                    folds.append(finished.result())
-                    stage.write_json(cache / f"fold-{folds[-1]['fold']}.json", folds[-1])
-            except BaseException:  # an error or Ctrl-C: stop the other folds at their next step too
-                for job in jobs.values():
-                    job.model.stop_training = True
-                pool.shutdown(cancel_futures=True)
-                raise
+            jobs = {fold: prepare(fold) for fold in wave}  # one after another: the seed is process-wide
+            with ThreadPoolExecutor(len(jobs)) as pool:
+                try:
+                    for finished in as_completed([pool.submit(train_fold, fold, job) for fold, job in jobs.items()]):
+                        folds.append(finished.result())
+                        stage.write_json(cache / f"fold-{folds[-1]['fold']}.json", folds[-1])
+                except BaseException:  # an error or Ctrl-C: stop the other folds at their next step too
+                    for job in jobs.values():
+                        job.model.stop_training = True
+                    raise
         folds.sort(key=lambda f: f["fold"])
 
         accuracies = [f["accuracy"] for f in folds]
