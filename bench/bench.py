@@ -76,55 +76,45 @@ def alternate(fits: dict[str, tuple[Callable[[], object], int]], rounds: int = 2
 
 
 def bench_training(mirror: Path) -> dict:
-    """Epochs as the protocol runs them: a CV fold's 48,000 images at batch 32 (one fold, and as many
-    folds at once as crossvalidate trains), all 60,000 at batch 200 (train)."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    """Epochs as params.yaml's protocol runs them: a CV fold's share of the 60,000 images at the CV
+    batch size (one fold, and as many at once as crossvalidate trains), all 60,000 at the train batch size."""
     import keras
 
-    from mnist_pipeline import mnist, models, training
-    from mnist_pipeline.params import Model
+    from mnist_pipeline import mnist, models, params, training
 
+    p = params.load(ROOT / "params.yaml")
     train = mnist.load_split(mirror, "train")
-    spec = Model("seed_cnn", [32, 64, 64], 100)
-    at_once = training.concurrent_jobs(5)
-    results = {}
-    for batch, n_images in ((32, 48_000), (200, 60_000)):
+    at_once = training.concurrent_jobs(p.cv.folds)
+    rows = []
+    for batch, n_images, setup, n_jobs in (
+        (p.cv.batch_size, len(train.labels) * (p.cv.folds - 1) // p.cv.folds, p.cv, at_once),
+        (p.train.batch_size, len(train.labels), p.train, 1),
+    ):
         x, y = train.images[:n_images], train.labels[:n_images]
         keras.utils.set_random_seed(0)
-        plain = models.build(spec)
-        plain.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        plain = models.build(p.model)
+        plain.compile(training.make_optimizer(setup.optimizer, setup.learning_rate), "sparse_categorical_crossentropy", metrics=["accuracy"])
         x_float = x.astype("float32")  # the tutorial's way: a float copy in NumPy
-        jobs = [training.prepare(spec, x, y, batch_size=batch, optimizer="adam", learning_rate=0.001, seed=k)
-                for k in range(at_once if batch == 32 else 1)]
+        jobs = {k: training.prepare(p.model, x, y, batch_size=batch, optimizer=setup.optimizer,
+                                    learning_rate=setup.learning_rate, seed=k) for k in range(n_jobs)}
 
-        def one_epoch(job: training.Job) -> None:
+        def one_epoch(_, job: training.Job) -> None:
             job.model.fit(job.data, epochs=1, shuffle=False, verbose=0)
 
-        def concurrently() -> None:
-            with ThreadPoolExecutor(len(jobs)) as pool:
-                list(pool.map(one_epoch, jobs))
-
-        fits = {"plain": (lambda: plain.fit(x_float, y, batch_size=batch, epochs=1, verbose=0), n_images),
-                "pipeline": (lambda: one_epoch(jobs[0]), n_images)}
-        if len(jobs) > 1:
-            fits["concurrent"] = (concurrently, len(jobs) * n_images)
+        fits = {f"batch {batch}, plain": (lambda: plain.fit(x_float, y, batch_size=batch, epochs=1, verbose=0), n_images),
+                f"batch {batch}": (lambda: one_epoch(0, jobs[0]), n_images)}
+        if n_jobs > 1:
+            fits[f"batch {batch}, {n_jobs} folds at once (crossvalidate)"] = (lambda: training.train_together(jobs, one_epoch), n_jobs * n_images)
         speed = alternate(fits)
-        print(f"  batch {batch}: " + ", ".join(f"{k} {v:,.0f}" for k, v in speed.items()) + " images/s", file=sys.stderr)
-        results[f"batch_{batch}"] = {"epoch_images": n_images, "plain_fit_images_per_s": speed["plain"],
-                                     "pipeline_images_per_s": speed["pipeline"], "ratio": speed["pipeline"] / speed["plain"]}
-        if "concurrent" in speed:
-            results[f"batch_{batch}_{at_once}_at_once"] = {
-                "epoch_images": n_images, "plain_fit_images_per_s": speed["plain"],
-                "pipeline_images_per_s": speed["concurrent"], "ratio": speed["concurrent"] / speed["plain"]}
-    flops = training_flops_per_image(models.build(spec))
+        print("  " + ", ".join(f"{k}: {v:,.0f}" for k, v in speed.items()) + " images/s", file=sys.stderr)
+        plain_speed = speed.pop(f"batch {batch}, plain")
+        rows += [{"setup": name, "epoch_images": n_images, "plain_fit_images_per_s": plain_speed,
+                  "pipeline_images_per_s": ours, "ratio": ours / plain_speed} for name, ours in speed.items()]
+    flops = training_flops_per_image(models.build(p.model))
     roof_flops = matmul_flops_per_second()
-    for r in results.values():
-        r["fraction_of_roof"] = r["pipeline_images_per_s"] * flops / roof_flops
-    results["training_flops_per_image"] = flops
-    results["matmul_flops_per_s"] = roof_flops
-    results["roof_images_per_s"] = roof_flops / flops
-    return results
+    for row in rows:
+        row["fraction_of_roof"] = row["pipeline_images_per_s"] * flops / roof_flops
+    return {"rows": rows, "training_flops_per_image": flops, "matmul_flops_per_s": roof_flops, "roof_images_per_s": roof_flops / flops}
 
 
 def _timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, float]:
@@ -190,13 +180,8 @@ def markdown(results: dict) -> str:
         "| training (images/s) | plain `model.fit` | pipeline | ratio | fraction of roof |",
         "|---|---|---|---|---|",
     ]
-    for key, r in t.items():
-        if not key.startswith("batch_"):
-            continue
-        _, batch, *at_once = key.split("_")
-        label = f"batch {batch}" + (f", {at_once[0]} folds at once (crossvalidate)" if at_once else "")
-        lines.append(f"| {label} | {r['plain_fit_images_per_s']:,.0f} | {r['pipeline_images_per_s']:,.0f} | "
-                     f"{r['ratio']:.2f}x | {r['fraction_of_roof']:.0%} |")
+    lines += [f"| {r['setup']} | {r['plain_fit_images_per_s']:,.0f} | {r['pipeline_images_per_s']:,.0f} | "
+              f"{r['ratio']:.2f}x | {r['fraction_of_roof']:.0%} |" for r in t["rows"]]
     lines += [
         "",
         f"Roof: {t['matmul_flops_per_s'] / 1e9:,.0f} GFLOP/s float32 matmul / {t['training_flops_per_image'] / 1e6:.1f} MFLOP "

@@ -1,6 +1,6 @@
 """Stage 3: k-fold cross-validation of the model on the training set.
 
-Folds train a few at a time in one process (training.concurrent_jobs). Each finished fold is
+Folds train a few at a time in one process (training.train_in_waves). Each finished fold is
 saved under .cache/crossvalidate/<key>/, so a run that was interrupted trains only the folds that
 had not finished. The key covers the parameters, the data and the code, so a cached fold is only
 reused for exactly the same work.
@@ -9,7 +9,6 @@ reused for exactly the same work.
 import hashlib
 import json
 import shutil
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +48,7 @@ def main() -> None:
 
     def prepare(fold: int) -> training.Job:
         train_index, val_index = splits[fold - 1]
+        print(f"fold {fold}/{p.cv.folds}: training on {len(train_index)}, validating on {len(val_index)} images")
         return training.prepare(
             p.model,
             data.images[train_index],
@@ -68,23 +68,11 @@ def main() -> None:
                 # The last epoch's validation is the final model scored on the held-out fold.
                 scores = {"loss": history["val_loss"][-1], "accuracy": history["val_accuracy"][-1]}
                 tracking.log_metrics(scores)
-            return {"fold": fold, **scores, "history": history, "mlflow_run_id": run_id}
+            result = {"fold": fold, **scores, "history": history, "mlflow_run_id": run_id}
+            stage.write_json(cache / f"fold-{fold}.json", result)
+            return result
 
-        # Folds train in waves of `at_once`; only one wave's models and data are in memory.
-        at_once = training.concurrent_jobs(len(todo))
-        for wave in (todo[i : i + at_once] for i in range(0, len(todo), at_once)):
-            print(f"training fold{'s' if len(wave) > 1 else ''} {', '.join(map(str, wave))} of {p.cv.folds} "
-                  f"on {len(splits[0][0])} images each, validating on {len(splits[0][1])}")
-            jobs = {fold: prepare(fold) for fold in wave}  # one after another: the seed is process-wide
-            with ThreadPoolExecutor(len(jobs)) as pool:
-                try:
-                    for finished in as_completed([pool.submit(train_fold, fold, job) for fold, job in jobs.items()]):
-                        folds.append(finished.result())
-                        stage.write_json(cache / f"fold-{folds[-1]['fold']}.json", folds[-1])
-                except BaseException:  # an error or Ctrl-C: stop the other folds at their next step too
-                    for job in jobs.values():
-                        job.model.stop_training = True
-                    raise
+        folds += training.train_in_waves(todo, prepare, train_fold)
         folds.sort(key=lambda f: f["fold"])
 
         accuracies = [f["accuracy"] for f in folds]
