@@ -19,7 +19,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -62,59 +61,73 @@ def matmul_flops_per_second() -> float:
     return best
 
 
-def alternate(fits: dict[str, tuple[Callable[[], object], int]], rounds: int = 2) -> dict[str, float]:
-    """Images/s of each (one-epoch fit, images it trains), timed in alternation so all see the same machine."""
-    for fit_one_epoch, _ in fits.values():
-        fit_one_epoch()  # the first epoch traces and warms up
-    seconds = dict.fromkeys(fits, 0.0)
-    for _ in range(rounds):
-        for name, (fit_one_epoch, _) in fits.items():
-            start = time.perf_counter()
-            fit_one_epoch()
-            seconds[name] += time.perf_counter() - start
-    return {name: rounds * n_images / seconds[name] for name, (_, n_images) in fits.items()}
-
-
-def bench_training(mirror: Path) -> dict:
-    """Epochs as params.yaml's protocol runs them: a CV fold's share of the 60,000 images at the CV
-    batch size (one fold, and as many at once as crossvalidate trains), all 60,000 at the train batch size."""
+def epoch_speed(kind: str, section: str) -> float:
+    """Run in a fresh process: images/s of one epoch of `kind` ("plain", "one model" or
+    "crossvalidate") with the batch size and optimizer of params.yaml's `section` ("cv" or "train"),
+    after a few steps that trace and warm up. Epochs as the protocol runs them: a CV fold's share of
+    the 60,000 images, or all of them for train."""
     import keras
 
+    from conftest import MIRROR
     from mnist_pipeline import mnist, models, params, training
 
+    if kind == "crossvalidate":
+        training.one_thread_per_op()
     p = params.load(ROOT / "params.yaml")
-    train = mnist.load_split(mirror, "train")
-    at_once = training.concurrent_jobs(p.cv.folds)
-    rows = []
-    for batch, n_images, setup, n_jobs in (
-        (p.cv.batch_size, len(train.labels) * (p.cv.folds - 1) // p.cv.folds, p.cv, at_once),
-        (p.train.batch_size, len(train.labels), p.train, 1),
-    ):
-        x, y = train.images[:n_images], train.labels[:n_images]
+    setup = getattr(p, section)
+    data = mnist.load_split(MIRROR, "train")
+    n_images = len(data.labels) * (p.cv.folds - 1) // p.cv.folds if section == "cv" else len(data.labels)
+    if kind == "plain":
         keras.utils.set_random_seed(0)
-        plain = models.build(p.model)
-        plain.compile(training.make_optimizer(setup.optimizer, setup.learning_rate), "sparse_categorical_crossentropy", metrics=["accuracy"])
-        x_float = x.astype("float32")  # the tutorial's way: a float copy in NumPy
-        jobs = {k: training.prepare(p.model, x, y, batch_size=batch, optimizer=setup.optimizer,
-                                    learning_rate=setup.learning_rate, seed=k) for k in range(n_jobs)}
+        model = models.build(p.model)
+        model.compile(training.make_optimizer(setup.optimizer, setup.learning_rate), "sparse_categorical_crossentropy", metrics=["accuracy"])
+        x_float, y = data.images[:n_images].astype("float32"), data.labels[:n_images]  # the tutorial's way: a float copy
+        n_models = 1
 
-        def one_epoch(_, job: training.Job) -> None:
-            job.model.fit(job.data, epochs=1, shuffle=False, verbose=0)
+        def epoch(steps: int | None = None) -> None:
+            model.fit(x_float, y, batch_size=setup.batch_size, epochs=1, steps_per_epoch=steps, verbose=0)
+    else:
+        n_models = p.cv.folds if kind == "crossvalidate" else 1
+        shared = training.to_tensors(data.images, data.labels)
+        jobs = {k: training.prepare(p.model, shared, np.arange(n_images), batch_size=setup.batch_size, optimizer=setup.optimizer,
+                                    learning_rate=setup.learning_rate, seed=k) for k in range(n_models)}
 
-        fits = {f"batch {batch}, plain": (lambda: plain.fit(x_float, y, batch_size=batch, epochs=1, verbose=0), n_images),
-                f"batch {batch}": (lambda: one_epoch(0, jobs[0]), n_images)}
-        if n_jobs > 1:
-            fits[f"batch {batch}, {n_jobs} folds at once (crossvalidate)"] = (lambda: training.train_together(jobs, one_epoch), n_jobs * n_images)
-        speed = alternate(fits)
-        print("  " + ", ".join(f"{k}: {v:,.0f}" for k, v in speed.items()) + " images/s", file=sys.stderr)
-        plain_speed = speed.pop(f"batch {batch}, plain")
-        rows += [{"setup": name, "epoch_images": n_images, "plain_fit_images_per_s": plain_speed,
-                  "pipeline_images_per_s": ours, "ratio": ours / plain_speed} for name, ours in speed.items()]
+        def epoch(steps: int | None = None) -> None:
+            training.train_together(jobs, lambda _, job: job.model.fit(job.data, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0))
+
+    epoch(steps=2 * training.STEPS_PER_EXECUTION)
+    start = time.perf_counter()
+    epoch()
+    return n_models * n_images / (time.perf_counter() - start)
+
+
+def bench_training(rounds: int = 2) -> dict:
+    """Each setup in its own process (thread settings are per process), in alternation, so all see the same machine."""
+    from mnist_pipeline import models, params
+
+    p = params.load(ROOT / "params.yaml")
+    rows = {  # setup: (plain kind, pipeline kind, params section)
+        f"batch {p.cv.batch_size}, one model": ("plain", "one model", "cv"),
+        f"batch {p.cv.batch_size}, crossvalidate ({p.cv.folds} folds at once)": ("plain", "crossvalidate", "cv"),
+        f"batch {p.train.batch_size}, train": ("plain", "one model", "train"),
+    }
+    runs = list(dict.fromkeys((kind, section) for plain, ours, section in rows.values() for kind in (plain, ours)))
+    speeds = {run: [] for run in runs}
+    for _ in range(rounds):
+        for kind, section in runs:
+            result = subprocess.run([sys.executable, __file__, "--epoch-speed", kind, section], capture_output=True, text=True)
+            if result.returncode:
+                raise SystemExit(f"measuring {kind} ({section}) failed:\n{result.stderr[-3000:]}")
+            speeds[(kind, section)].append(float(result.stdout.strip().splitlines()[-1]))
+            print(f"  {kind}, {section} params: {speeds[(kind, section)][-1]:,.0f} images/s", file=sys.stderr)
+    mean = {run: float(np.mean(values)) for run, values in speeds.items()}
     flops = training_flops_per_image(models.build(p.model))
     roof_flops = matmul_flops_per_second()
-    for row in rows:
-        row["fraction_of_roof"] = row["pipeline_images_per_s"] * flops / roof_flops
-    return {"rows": rows, "training_flops_per_image": flops, "matmul_flops_per_s": roof_flops, "roof_images_per_s": roof_flops / flops}
+    table = [{"setup": setup, "plain_fit_images_per_s": mean[(plain, section)], "pipeline_images_per_s": mean[(ours, section)],
+              "ratio": mean[(ours, section)] / mean[(plain, section)], "fraction_of_roof": mean[(ours, section)] * flops / roof_flops}
+             for setup, (plain, ours, section) in rows.items()]
+    return {"rows": table, "runs": {f"{kind}, {section}": values for (kind, section), values in speeds.items()},
+            "training_flops_per_image": flops, "matmul_flops_per_s": roof_flops, "roof_images_per_s": roof_flops / flops}
 
 
 def _timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, float]:
@@ -215,8 +228,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="time the stages with the full default params")
     parser.add_argument("--skip-training", action="store_true", help="skip the training-loop comparison")
+    parser.add_argument("--epoch-speed", nargs=2, metavar=("KIND", "SECTION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    from conftest import MIRROR
+    if args.epoch_speed:
+        print(epoch_speed(*args.epoch_speed))
+        return
 
     results = {"machine": f"{_cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}"}
     with tempfile.TemporaryDirectory() as tmp:
@@ -228,7 +244,7 @@ def main() -> None:
         results["pipeline"] = pipeline
         if not args.skip_training:
             print("training loop vs plain model.fit...", file=sys.stderr)
-            results["training"] = bench_training(MIRROR)
+            results["training"] = bench_training()
     out = ROOT / "bench" / "results.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     if "training" in results:

@@ -1,8 +1,9 @@
 """Stage 3: k-fold cross-validation of the model on the training set.
 
-Folds train a few at a time in one process (training.train_in_waves). Each finished fold is
-saved under .cache/crossvalidate/<key>/, so a run that was interrupted trains only the folds that
-had not finished. The key covers the parameters, the data and the code, so a cached fold is only
+All folds train at the same time in one process, each TensorFlow op on one thread, which keeps
+the cores busier than one fold at a time (training.one_thread_per_op). Each finished fold is saved
+under .cache/crossvalidate/<key>/, so a run that was interrupted trains only the folds that had
+not finished. The key covers the parameters, the data and the code, so a cached fold is only
 reused for exactly the same work.
 """
 
@@ -31,6 +32,7 @@ def cache_key(p: params.Params, data: mnist.Dataset) -> str:
 
 
 def main() -> None:
+    training.one_thread_per_op()
     p = params.load()
     tracking.connect()
     data = mnist.load_prepared(PREPARED, "train")
@@ -46,18 +48,20 @@ def main() -> None:
         else:
             todo.append(fold)
 
+    shared = training.to_tensors(data.images, data.labels)  # one copy for all folds
+
     def prepare(fold: int) -> training.Job:
         train_index, val_index = splits[fold - 1]
         print(f"fold {fold}/{p.cv.folds}: training on {len(train_index)}, validating on {len(val_index)} images")
         return training.prepare(
             p.model,
-            data.images[train_index],
-            data.labels[train_index],
+            shared,
+            train_index,
             batch_size=p.cv.batch_size,
             optimizer=p.cv.optimizer,
             learning_rate=p.cv.learning_rate,
             seed=p.cv.random_state + fold,
-            validation=(data.images[val_index], data.labels[val_index]),
+            validation_index=val_index,
         )
 
     with tracking.run("crossvalidate", run_params) as parent_id:
@@ -72,7 +76,8 @@ def main() -> None:
             stage.write_json(cache / f"fold-{fold}.json", result)
             return result
 
-        folds += training.train_in_waves(todo, prepare, train_fold)
+        jobs = {fold: prepare(fold) for fold in todo}  # one after another: the seed is process-wide
+        folds += training.train_together(jobs, train_fold)
         folds.sort(key=lambda f: f["fold"])
 
         accuracies = [f["accuracy"] for f in folds]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, TypeVar
 
 import keras
@@ -19,6 +19,11 @@ from .params import Model
 
 # Several batches per call into TensorFlow: same batches and maths, far less Python per step.
 STEPS_PER_EXECUTION = 16
+# Large enough to be fast; small enough that five folds validating at once stay far below 2 GiB.
+VALIDATION_BATCH = 250
+# Each model traces its own step functions once, but TensorFlow counts traces across models and
+# warns of "excessive retracing" when several train side by side.
+tf.get_logger().addFilter(lambda record: "triggered tf.function retracing" not in record.getMessage())
 EpochCallback = Callable[[int, dict[str, float]], None]
 K = TypeVar("K")
 T = TypeVar("T")
@@ -42,21 +47,35 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
     return keras.optimizers.Adam(learning_rate)
 
 
-def dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None) -> tf.data.Dataset:
-    """Batches of the in-memory uint8 arrays; the model's first layer casts and scales them.
+Data = tuple[tf.Tensor, tf.Tensor]  # uint8 images (N, 28, 28, 1) and labels (N,)
+
+
+def to_tensors(images: np.ndarray, labels: np.ndarray) -> Data:
+    """The data as tensors, once: jobs prepared from them share this one copy."""
+    return tf.constant(images), tf.constant(labels)
+
+
+def dataset(data: Data, index: np.ndarray, batch_size: int, shuffle_seed: int | None) -> tf.data.Dataset:
+    """Batches of the examples at `index`, shuffled with the seed (a new order each epoch) if given.
+
+    Only the indices are shuffled; each batch is gathered from the shared tensors, so five folds
+    hold one copy of the images, not five, and shuffle buffers of indices, not of images. The
+    images stay uint8: the model's first layer casts and scales them.
 
     tf.data's autotuner is off on purpose: its background thread sleeps 10 ms, 20 ms, ... up to
     10.24 s, and destroying an iterator (Keras makes one per epoch) waits for it to wake, so every
-    epoch ended with a stall of up to 10 s. Slicing uint8 batches is cheap, so one private thread
+    epoch ended with a stall of up to 10 s. Gathering uint8 batches is cheap, so one private thread
     and a one-batch prefetch keep the training threads fed without competing for the cores.
     """
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    images, labels = data
+    order = tf.data.Dataset.from_tensor_slices(index)
     if shuffle_seed is not None:
-        ds = ds.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
+        order = order.shuffle(len(index), seed=shuffle_seed, reshuffle_each_iteration=True)
     options = tf.data.Options()
     options.autotune.enabled = False
     options.threading.private_threadpool_size = 1
-    return ds.batch(batch_size).prefetch(1).with_options(options)
+    batches = order.batch(batch_size).map(lambda i: (tf.gather(images, i), tf.gather(labels, i)))
+    return batches.prefetch(1).with_options(options)
 
 
 def compile_model(model_params: Model, optimizer: str, learning_rate: float, seed: int) -> keras.Model:
@@ -78,30 +97,32 @@ class Job:
     model: keras.Model
     data: tf.data.Dataset
     validation: tf.data.Dataset | None
+    stop: threading.Event = field(default_factory=threading.Event)  # set: training ends at its next step
 
 
 def prepare(
     model_params: Model,
-    x: np.ndarray,
-    y: np.ndarray,
+    data: Data,
+    index: np.ndarray,
     *,
     batch_size: int,
     optimizer: str,
     learning_rate: float,
     seed: int,
-    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    validation_index: np.ndarray | None = None,
 ) -> Job:
-    """Build the model and datasets from a seed. The seed is process-wide, so prepare jobs one
-    after another, then train them in any order or at the same time."""
+    """Build the model from a seed, to train on the examples of `data` at `index` and validate on
+    those at `validation_index`. The seed is process-wide, so prepare jobs one after another,
+    then train them in any order or at the same time."""
     model = compile_model(model_params, optimizer, learning_rate, seed)
-    val = None if validation is None else dataset(*validation, 1000, shuffle_seed=None)
-    return Job(model, dataset(x, y, batch_size, shuffle_seed=seed), val)
+    val = None if validation_index is None else dataset(data, validation_index, VALIDATION_BATCH, shuffle_seed=None)
+    return Job(model, dataset(data, index, batch_size, shuffle_seed=seed), val)
 
 
 def train(job: Job, epochs: int, on_epoch_end: EpochCallback | None = None, label: str | None = None) -> dict[str, list[float]]:
     """Train a prepared job; returns its per-epoch history. With a label, progress is one line
     per epoch that starts with it (for jobs trained at the same time) instead of Keras's bar."""
-    callbacks = []
+    callbacks: list[keras.callbacks.Callback] = [StopWhenSet(job.stop)]
     if on_epoch_end is not None:
         callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: on_epoch_end(epoch + 1, logs)))
     if label is not None:
@@ -114,7 +135,7 @@ def train(job: Job, epochs: int, on_epoch_end: EpochCallback | None = None, labe
         shuffle=False,  # the dataset shuffles itself, seeded
         verbose=0 if label is not None else 1 if sys.stdout.isatty() else 2,
     )
-    if len(history.epoch) < epochs:  # stop_training was set: the caller is giving up on this job
+    if len(history.epoch) < epochs:  # stopped: the caller is giving up on this job
         raise PipelineError(f"training stopped after {len(history.epoch)} of {epochs} epochs")
     return {k: [float(v) for v in vs] for k, vs in history.history.items()}
 
@@ -122,40 +143,49 @@ def train(job: Job, epochs: int, on_epoch_end: EpochCallback | None = None, labe
 def fit(model_params: Model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int, optimizer: str,
         learning_rate: float, seed: int, on_epoch_end: EpochCallback | None = None) -> tuple[keras.Model, dict[str, list[float]]]:
     """Build a model from a seed and train it; returns the model and its per-epoch history."""
-    job = prepare(model_params, x, y, batch_size=batch_size, optimizer=optimizer, learning_rate=learning_rate, seed=seed)
+    job = prepare(model_params, to_tensors(x, y), np.arange(len(y)), batch_size=batch_size, optimizer=optimizer,
+                  learning_rate=learning_rate, seed=seed)
     return job.model, train(job, epochs, on_epoch_end)
 
 
-def concurrent_jobs(n_jobs: int) -> int:
-    """How many jobs to train at once in one process. Small batches leave cores idle between
-    TensorFlow's ops; a second model's ops fill them (12% more images/s at batch 32 on 2 cores)."""
-    return max(1, min(n_jobs, os.cpu_count() or 1))
+def one_thread_per_op() -> None:
+    """Run every TensorFlow op on one thread; for training several models side by side.
+
+    At batch 32 one model spreading each small op over all cores leaves them idle between ops;
+    models trained side by side, each op on one thread, keep them busy (crossvalidate: ~15% more
+    images/s on 2 cores, see bench/). It also makes each model's numbers independent of the core
+    count and of what trains beside it. Call it before TensorFlow runs anything.
+    """
+    tf.config.threading.set_intra_op_parallelism_threads(1)
 
 
 def train_together(jobs: dict[K, Job], train_one: Callable[[K, Job], T]) -> list[T]:
     """Run train_one on every job at the same time, a thread each; results in finishing order.
 
-    The jobs share TensorFlow's one thread pool, whose size is fixed, so each job computes
-    exactly what it would alone. On an error or Ctrl-C the other jobs stop at their next step.
+    Each job computes exactly what it would alone as long as TensorFlow's thread pool keeps its
+    size (one_thread_per_op). On an error or Ctrl-C the other jobs stop at their next step.
     """
-    with ThreadPoolExecutor(len(jobs)) as pool:
+    with ThreadPoolExecutor(max(1, len(jobs))) as pool:
         futures = [pool.submit(train_one, key, job) for key, job in jobs.items()]
         try:
             return [finished.result() for finished in as_completed(futures)]
         except BaseException:
             for job in jobs.values():
-                job.model.stop_training = True
+                job.stop.set()
             raise
 
 
-def train_in_waves(keys: list[K], prepare: Callable[[K], Job], train_one: Callable[[K, Job], T]) -> list[T]:
-    """Prepare and train the jobs `concurrent_jobs` at a time (the k-fold loop). Jobs are
-    prepared one after another, since the seed is process-wide, and only one wave is in memory."""
-    at_once = concurrent_jobs(len(keys))
-    results = []
-    for start in range(0, len(keys), at_once):
-        results += train_together({key: prepare(key) for key in keys[start : start + at_once]}, train_one)
-    return results
+class StopWhenSet(keras.callbacks.Callback):
+    """Ends training at the next step once the event is set, also if it was set before `fit`
+    began (fit resets `model.stop_training` when it starts)."""
+
+    def __init__(self, event: threading.Event):
+        super().__init__()
+        self.event = event
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.event.is_set():
+            self.model.stop_training = True
 
 
 class EpochLine(keras.callbacks.Callback):

@@ -1,0 +1,71 @@
+"""Models trained side by side compute exactly what they would alone, and stop together on an error."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import MIRROR, ROOT
+
+from mnist_pipeline import PipelineError, mnist, params, training
+
+# In a fresh process, since the thread setting must come before TensorFlow starts (as in crossvalidate).
+SIDE_BY_SIDE = """
+import sys
+from pathlib import Path
+
+import numpy as np
+from mnist_pipeline import mnist, params, training
+
+training.one_thread_per_op()
+data = mnist.load_split(Path(sys.argv[1]), "train")
+shared = training.to_tensors(data.images, data.labels)
+p = params.load(sys.argv[2])
+
+def prepare(seed):
+    return training.prepare(p.model, shared, np.arange(640), batch_size=32, optimizer="adam", learning_rate=1e-3, seed=seed)
+
+def weights(job):
+    return {f"{i}": w for i, w in enumerate(job.model.get_weights())}
+
+together = {seed: prepare(seed) for seed in (1, 2)}
+training.train_together(together, lambda _, job: training.train(job, 2, label="together"))
+alone = {1: prepare(1)}
+training.train(alone[1], 2, label="alone")
+for name, jobs in (("together", together), ("alone", alone)):
+    for seed, job in jobs.items():
+        np.savez(f"{sys.argv[3]}/{name}-{seed}.npz", **weights(job))
+"""
+
+
+def test_a_model_trained_beside_another_gets_the_same_weights_as_alone(tmp_path):
+    result = subprocess.run([sys.executable, "-c", SIDE_BY_SIDE, str(MIRROR), str(ROOT / "params.yaml"), str(tmp_path)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("together epoch") == 4 and result.stdout.count("alone epoch") == 2, result.stdout
+    together, alone, other = (np.load(tmp_path / f"{name}.npz") for name in ("together-1", "alone-1", "together-2"))
+    assert all(np.array_equal(together[k], alone[k]) for k in alone.files)
+    assert not all(np.array_equal(together[k], other[k]) for k in other.files), "different seeds, different models"
+
+
+def test_when_one_job_fails_the_others_stop_and_the_error_comes_through():
+    data = mnist.load_split(MIRROR, "train")
+    model_params = params.load(ROOT / "params.yaml").model
+    shared = training.to_tensors(data.images, data.labels)
+    jobs = {name: training.prepare(model_params, shared, np.arange(64), batch_size=32, optimizer="adam", learning_rate=1e-3, seed=0)
+            for name in ("fails", "long")}
+    outcome = {}
+
+    def train_one(name: str, job: training.Job) -> None:
+        if name == "fails":
+            raise ValueError("broken job")
+        try:
+            training.train(job, epochs=10_000, label=name)
+        except PipelineError as stopped:
+            outcome[name] = str(stopped)
+
+    with pytest.raises(ValueError, match="broken job"):
+        training.train_together(jobs, train_one)
+    assert outcome["long"].startswith("training stopped after ") and outcome["long"].endswith(" of 10000 epochs")
