@@ -61,7 +61,7 @@ def matmul_flops_per_second() -> float:
     return best
 
 
-def epoch_speed(kind: str, section: str, epochs: int = 2) -> float:
+def training_speed(kind: str, section: str, epochs: int = 2) -> float:
     """Run in a fresh process: images/s of `kind` ("plain", "one model" or "crossvalidate") with the
     batch size and optimizer of params.yaml's `section` ("cv" or "train"), over one `fit` of two
     epochs after a few steps that trace and warm up. Epochs as the protocol runs them: a CV fold's
@@ -116,7 +116,7 @@ def bench_training(rounds: int = 2) -> dict:
     speeds = {run: [] for run in runs}
     for _ in range(rounds):
         for kind, section in runs:
-            result = subprocess.run([sys.executable, __file__, "--epoch-speed", kind, section], capture_output=True, text=True)
+            result = subprocess.run([sys.executable, __file__, "--training-speed", kind, section], capture_output=True, text=True)
             if result.returncode:
                 raise SystemExit(f"measuring {kind} ({section}) failed:\n{result.stderr[-3000:]}")
             speeds[(kind, section)].append(float(result.stdout.strip().splitlines()[-1]))
@@ -229,10 +229,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="time the stages with the full default params")
     parser.add_argument("--skip-training", action="store_true", help="skip the training-loop comparison")
-    parser.add_argument("--epoch-speed", nargs=2, metavar=("KIND", "SECTION"), help=argparse.SUPPRESS)
+    parser.add_argument("--training-speed", nargs=2, metavar=("KIND", "SECTION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.epoch_speed:
-        print(epoch_speed(*args.epoch_speed))
+    if args.training_speed:
+        print(training_speed(*args.training_speed))
         return
 
     results = {"machine": f"{_cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}"}

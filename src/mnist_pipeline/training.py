@@ -1,4 +1,5 @@
-"""The fit and k-fold loops shared by crossvalidate and train. Tracking comes in as a callback."""
+"""Training shared by crossvalidate and train: datasets, the fit loop, and several models trained
+side by side. Tracking comes in as a callback."""
 
 from __future__ import annotations
 
@@ -47,15 +48,15 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
     return keras.optimizers.Adam(learning_rate)
 
 
-Data = tuple[tf.Tensor, tf.Tensor]  # uint8 images (N, 28, 28, 1) and labels (N,)
+Examples = tuple[tf.Tensor, tf.Tensor]  # uint8 images (N, 28, 28, 1) and labels (N,)
 
 
-def to_tensors(images: np.ndarray, labels: np.ndarray) -> Data:
-    """The data as tensors, once: jobs prepared from them share this one copy."""
+def to_tensors(images: np.ndarray, labels: np.ndarray) -> Examples:
+    """The examples as tensors, once: jobs prepared from them share this one copy."""
     return tf.constant(images), tf.constant(labels)
 
 
-def dataset(data: Data, index: np.ndarray, batch_size: int, shuffle_seed: int | None) -> tf.data.Dataset:
+def dataset(examples: Examples, index: np.ndarray, batch_size: int, shuffle_seed: int | None) -> tf.data.Dataset:
     """Batches of the examples at `index`, shuffled with the seed (a new order each epoch) if given.
 
     Only the indices are shuffled; each batch is gathered from the shared tensors, so five folds
@@ -67,7 +68,7 @@ def dataset(data: Data, index: np.ndarray, batch_size: int, shuffle_seed: int | 
     epoch ended with a stall of up to 10 s. Gathering uint8 batches is cheap, so one private thread
     and a one-batch prefetch keep the training threads fed without competing for the cores.
     """
-    images, labels = data
+    images, labels = examples
     order = tf.data.Dataset.from_tensor_slices(index)
     if shuffle_seed is not None:
         order = order.shuffle(len(index), seed=shuffle_seed, reshuffle_each_iteration=True)
@@ -102,7 +103,7 @@ class Job:
 
 def prepare(
     model_params: Model,
-    data: Data,
+    examples: Examples,
     index: np.ndarray,
     *,
     batch_size: int,
@@ -111,12 +112,12 @@ def prepare(
     seed: int,
     validation_index: np.ndarray | None = None,
 ) -> Job:
-    """Build the model from a seed, to train on the examples of `data` at `index` and validate on
+    """Build the model from a seed, to train on the `examples` at `index` and validate on
     those at `validation_index`. The seed is process-wide, so prepare jobs one after another,
     then train them in any order or at the same time."""
     model = compile_model(model_params, optimizer, learning_rate, seed)
-    val = None if validation_index is None else dataset(data, validation_index, VALIDATION_BATCH, shuffle_seed=None)
-    return Job(model, dataset(data, index, batch_size, shuffle_seed=seed), val)
+    val = None if validation_index is None else dataset(examples, validation_index, VALIDATION_BATCH, shuffle_seed=None)
+    return Job(model, dataset(examples, index, batch_size, shuffle_seed=seed), val)
 
 
 def train(job: Job, epochs: int, on_epoch_end: EpochCallback | None = None, label: str | None = None) -> dict[str, list[float]]:
