@@ -63,10 +63,11 @@ def matmul_flops_per_second() -> float:
 
 def training_speed(kind: str, section: str, epochs: int = 2) -> float:
     """Run in a fresh process: images/s of `kind` ("plain", "one model" or "crossvalidate") with the
-    batch size and optimizer of params.yaml's `section` ("cv" or "train"), over one `fit` of two
-    epochs after a few steps that trace and warm up. Epochs as the protocol runs them: a CV fold's
-    share of the 60,000 images, or all of them for train. Two epochs, not one, because what
-    happens between epochs in one `fit` (tf.data's stalls) is part of the cost."""
+    batch size and optimizer of params.yaml's `section` ("cv" or "train"), over two epochs (the
+    pipeline's `training.train`, or one plain `fit` of two epochs) after a few steps that trace
+    and warm up. Epochs as the protocol runs them: a CV fold's share of the 60,000 images, or all
+    of them for train. Two epochs, not one, because what happens between epochs (tf.data's stalls
+    in a plain `fit`) is part of the cost."""
     import keras
 
     from conftest import MIRROR
@@ -94,7 +95,10 @@ def training_speed(kind: str, section: str, epochs: int = 2) -> float:
                                     learning_rate=setup.learning_rate, seed=k) for k in range(n_models)}
 
         def run(epochs: int, steps: int | None = None) -> None:
-            training.train_together(jobs, lambda _, job: job.model.fit(job.data, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0))
+            if steps:
+                training.train_together(jobs, lambda _, job: job.model.fit(job.epoch(0), steps_per_epoch=steps, verbose=0))
+            else:
+                training.train_together(jobs, lambda key, job: training.train(job, epochs, label=f"model {key}"))
 
     run(1, steps=2 * training.STEPS_PER_EXECUTION)
     start = time.perf_counter()

@@ -1,10 +1,11 @@
 """Stage 3: k-fold cross-validation of the model on the training set.
 
 All folds train at the same time in one process, each TensorFlow op on one thread, which keeps
-the cores busier than one fold at a time (training.one_thread_per_op). Each finished fold is saved
-under .cache/crossvalidate/<key>/, so a run that was interrupted trains only the folds that had
-not finished. The key covers the parameters, the data and the code, so a cached fold is only
-reused for exactly the same work.
+the cores busier than one fold at a time (training.one_thread_per_op). Under
+.cache/crossvalidate/<key>/fold-<k>/ each fold keeps a checkpoint after every epoch, its result
+when it is done, and the id of its MLflow run, so a run that was interrupted goes on from the
+last finished epoch of each fold, in the same MLflow runs. The key covers the parameters, the data
+and the code, so saved work is only reused for exactly the same work.
 """
 
 import hashlib
@@ -41,7 +42,7 @@ def main() -> None:
     run_params = tracking.flat_params(model=p.model, cv=p.cv)
     folds, todo = [], []
     for fold in range(1, p.cv.folds + 1):
-        saved = cache / f"fold-{fold}.json"
+        saved = cache / f"fold-{fold}" / "result.json"
         if saved.exists():
             print(f"fold {fold}/{p.cv.folds}: reusing the result saved by an interrupted run")
             folds.append(json.loads(saved.read_text()))
@@ -64,16 +65,18 @@ def main() -> None:
             validation_index=val_index,
         )
 
-    with tracking.run("crossvalidate", run_params) as parent_id:
+    with tracking.run("crossvalidate", run_params, resume_from=cache / "mlflow_run_id") as parent_id:
 
         def train_fold(fold: int, job: training.Job) -> dict:
-            with tracking.run("crossvalidate", run_params | {"fold": fold}, name=f"fold-{fold}", parent_run_id=parent_id) as run_id:
-                history = training.train(job, p.cv.epochs, tracking.log_epoch, label=f"fold {fold}/{p.cv.folds}")
+            saved = cache / f"fold-{fold}"
+            with tracking.run("crossvalidate", run_params | {"fold": fold}, name=f"fold-{fold}", parent_run_id=parent_id,
+                              resume_from=saved / "mlflow_run_id") as run_id:
+                history = training.train(job, p.cv.epochs, tracking.log_epoch, label=f"fold {fold}/{p.cv.folds}", checkpoint=saved)
                 # The last epoch's validation is the final model scored on the held-out fold.
                 scores = {"loss": history["val_loss"][-1], "accuracy": history["val_accuracy"][-1]}
                 tracking.log_metrics(scores)
             result = {"fold": fold, **scores, "history": history, "mlflow_run_id": run_id}
-            stage.write_json(cache / f"fold-{fold}.json", result)
+            stage.write_json(saved / "result.json", result)
             return result
 
         jobs = {fold: prepare(fold) for fold in todo}  # one after another: the seed is process-wide

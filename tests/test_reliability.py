@@ -8,8 +8,9 @@ import subprocess
 import time
 from pathlib import Path
 
+import mlflow
 import pytest
-from conftest import copy_repo, env_for, read_json, run, without_run_ids
+from conftest import TINY, copy_repo, env_for, read_json, run, without_run_ids
 from PIL import Image
 
 
@@ -29,15 +30,42 @@ def kill_when(repo: Path, ready, timeout: float = 600) -> str:
     return log.read_text()
 
 
-def test_killed_crossvalidation_resumes_after_the_finished_folds(tmp_path, pipeline):
+def test_killed_crossvalidation_reuses_the_finished_folds(tmp_path, pipeline):
     repo = copy_repo(tmp_path / "repo")
-    kill_when(repo, lambda r, _: any(r.glob(".cache/crossvalidate/*/fold-1.json")))
-    assert not (repo / "metrics" / "cv.json").exists() or read_json(repo / "metrics" / "cv.json") != read_json(pipeline / "metrics" / "cv.json")
+    kill_when(repo, lambda r, _: any(r.glob(".cache/crossvalidate/*/fold-1/result.json")))
+    assert not (repo / "metrics" / "cv.json").exists(), "dvc removes a stage's outputs before running it"
     result = run(repo, "dvc", "repro")
     assert "fold 1/3: reusing the result saved by an interrupted run" in result.stdout
     for name in ("cv.json", "train.json", "eval.json"):
         assert without_run_ids(read_json(repo / "metrics" / name)) == without_run_ids(read_json(pipeline / "metrics" / name)), name
-    assert not list(repo.glob(".cache/crossvalidate/*/fold-*.json")), "finished work clears its checkpoints"
+    assert not list(repo.glob(".cache/crossvalidate/*")), "finished work clears its checkpoints"
+
+
+def test_killed_crossvalidation_resumes_each_fold_after_its_last_epoch_in_the_same_mlflow_runs(tmp_path):
+    # Epochs of a few seconds, so that the kill comes between a fold's first and second epoch.
+    repo = copy_repo(tmp_path / "repo", TINY | {"data": {"train_limit": 6000, "test_limit": 300}, "cv": {"folds": 2, "epochs": 2}})
+    kill_when(repo, lambda r, _: any(r.glob(".cache/crossvalidate/*/fold-*/checkpoint.json")))
+    [saved] = (repo / ".cache" / "crossvalidate").iterdir()
+    interrupted = [k for k in (1, 2) if (saved / f"fold-{k}" / "checkpoint.json").exists() and not (saved / f"fold-{k}" / "result.json").exists()]
+    assert interrupted, "both folds had finished before the kill"
+    parent_id = (saved / "mlflow_run_id").read_text()
+    fold_run_ids = [(saved / f"fold-{k}" / "mlflow_run_id").read_text() for k in (1, 2)]
+
+    resumed = run(repo, "dvc", "repro", "crossvalidate").stdout
+    for k in interrupted:
+        assert f"fold {k}/2: resuming after epoch 1/2, saved by an interrupted run" in resumed
+        assert f"fold {k}/2 epoch 1/2:" not in resumed and f"fold {k}/2 epoch 2/2:" in resumed
+    cv = read_json(repo / "metrics" / "cv.json")
+    assert cv["mlflow"] == {"run_id": parent_id, "fold_run_ids": fold_run_ids}
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    for run_id in (parent_id, *fold_run_ids):
+        assert client.get_run(run_id).info.status == "FINISHED"
+    for run_id in fold_run_ids:
+        assert sorted({m.step for m in client.get_metric_history(run_id, "val_accuracy")}) == [1, 2]
+    assert not list(repo.glob(".cache/crossvalidate/*"))
+
+    run(repo, "dvc", "repro", "--force", "--single-item", "crossvalidate")  # the same work, never interrupted
+    assert without_run_ids(read_json(repo / "metrics" / "cv.json")) == without_run_ids(cv)
 
 
 def test_killed_training_leaves_no_model_and_reruns_to_the_same_result(tmp_path, pipeline):

@@ -1,4 +1,5 @@
-"""Models trained side by side compute exactly what they would alone, and stop together on an error."""
+"""Models trained side by side compute exactly what they would alone, stop together on an error, and
+resume from a checkpoint exactly where they would have been."""
 
 from __future__ import annotations
 
@@ -68,4 +69,29 @@ def test_when_one_job_fails_the_others_stop_and_the_error_comes_through():
 
     with pytest.raises(ValueError, match="broken job"):
         training.train_together(jobs, train_one)
-    assert outcome["long"].startswith("training stopped after ") and outcome["long"].endswith(" of 10000 epochs")
+    assert outcome["long"].startswith("training stopped during epoch ") and outcome["long"].endswith(" of 10000")
+
+
+def test_a_job_resumed_from_its_checkpoint_ends_exactly_as_one_never_interrupted(tmp_path, capsys):
+    data = mnist.load_split(MIRROR, "train")
+    model_params = params.load(ROOT / "params.yaml").model
+    shared = training.to_tensors(data.images, data.labels)
+
+    def prepare() -> training.Job:
+        return training.prepare(model_params, shared, np.arange(640), batch_size=32, optimizer="adam", learning_rate=1e-3,
+                                seed=1, validation_index=np.arange(640, 800))
+
+    straight = prepare()
+    straight_history = training.train(straight, 3)
+    training.train(prepare(), 1, checkpoint=tmp_path)  # interrupted after its first epoch
+    assert [p.name for p in sorted(tmp_path.iterdir())] == ["checkpoint.json", "epoch-1.weights.h5"]
+    resumed = prepare()
+    capsys.readouterr()
+    resumed_history = training.train(resumed, 3, checkpoint=tmp_path)
+
+    out = capsys.readouterr().out
+    assert out.startswith("resuming after epoch 1/3") and "epoch 1/3:" not in out and "epoch 3/3:" in out
+    assert resumed_history == straight_history and len(resumed_history["val_accuracy"]) == 3
+    assert all(np.array_equal(a, b) for a, b in zip(straight.model.get_weights(), resumed.model.get_weights()))
+    assert all(np.array_equal(a, b) for a, b in zip(straight.model.optimizer.variables, resumed.model.optimizer.variables))
+    assert [p.name for p in sorted(tmp_path.iterdir())] == ["checkpoint.json", "epoch-3.weights.h5"]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from . import PipelineError
+from .stage import atomic_path
 
 EXPERIMENT = "mnist-pipeline"
 REGISTERED_MODEL = "mnist-cnn"
@@ -89,16 +90,38 @@ def flat_params(**sections: Any) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def run(stage: str, params: dict[str, Any] | None = None, name: str | None = None, parent_run_id: str | None = None) -> Iterator[str]:
+def run(stage: str, params: dict[str, Any] | None = None, name: str | None = None, parent_run_id: str | None = None,
+        resume_from: Path | None = None) -> Iterator[str]:
     """An MLflow run tagged with the stage, git commit and DVC experiment; yields its run id.
-    The active run is per thread, so a child run started in another thread names its parent."""
+    The active run is per thread, so a child run started in another thread names its parent.
+
+    With `resume_from`, the run id is kept in that file, and a later attempt at the same work
+    continues that run (if the store still has it) instead of starting another.
+    """
     tags = {"stage": stage, "git_commit": _git_commit()}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
-    with mlflow.start_run(run_name=name or stage, parent_run_id=parent_run_id, tags=tags) as active:
+    run_id = _resumable(resume_from)
+    with mlflow.start_run(run_id=run_id, run_name=name or stage, parent_run_id=parent_run_id, tags=tags) as active:
+        if resume_from and run_id is None:
+            with atomic_path(resume_from) as tmp:
+                tmp.write_text(active.info.run_id)
         if params:
-            mlflow.log_params(params)
+            mlflow.log_params(params)  # the same values again when resumed, which MLflow accepts
         yield active.info.run_id
+
+
+def _resumable(id_file: Path | None) -> str | None:
+    """The run id saved in id_file, if that run is still in this store's experiment."""
+    if id_file is None or not id_file.exists():
+        return None
+    try:
+        saved = mlflow.get_run(id_file.read_text().strip())
+    except mlflow.exceptions.MlflowException:
+        return None
+    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+    alive = saved.info.lifecycle_stage == "active" and experiment and saved.info.experiment_id == experiment.experiment_id
+    return saved.info.run_id if alive else None
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None, model_id: str | None = None) -> None:

@@ -1,20 +1,21 @@
-"""Training shared by crossvalidate and train: datasets, the fit loop, and several models trained
-side by side. Tracking comes in as a callback."""
+"""Training shared by crossvalidate and train: datasets, the epoch loop with its checkpoints, and
+several models trained side by side. Tracking comes in as a callback."""
 
 from __future__ import annotations
 
-import sys
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Callable, TypeVar
+from pathlib import Path
+from typing import Callable, Sequence, TypeVar
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from . import PipelineError
+from . import PipelineError, stage
 from .models import build
 from .params import Model
 
@@ -26,6 +27,7 @@ VALIDATION_BATCH = 250
 # warns of "excessive retracing" when several train side by side.
 tf.get_logger().addFilter(lambda record: "triggered tf.function retracing" not in record.getMessage())
 EpochCallback = Callable[[int, dict[str, float]], None]
+History = dict[str, list[float]]  # per metric, one value per epoch
 K = TypeVar("K")
 T = TypeVar("T")
 
@@ -56,12 +58,12 @@ def to_tensors(images: np.ndarray, labels: np.ndarray) -> Examples:
     return tf.constant(images), tf.constant(labels)
 
 
-def dataset(examples: Examples, index: np.ndarray, batch_size: int, shuffle_seed: int | None) -> tf.data.Dataset:
-    """Batches of the examples at `index`, shuffled with the seed (a new order each epoch) if given.
+def dataset(examples: Examples, index: np.ndarray, batch_size: int, shuffle_seed: Sequence[int] | None) -> tf.data.Dataset:
+    """Batches of the examples at `index`, in an order drawn from `shuffle_seed` if given.
 
     Only the indices are shuffled; each batch is gathered from the shared tensors, so five folds
-    hold one copy of the images, not five, and shuffle buffers of indices, not of images. The
-    images stay uint8: the model's first layer casts and scales them.
+    hold one copy of the images, not five. The images stay uint8: the model's first layer casts
+    and scales them.
 
     tf.data's autotuner is off on purpose: its background thread sleeps 10 ms, 20 ms, ... up to
     10.24 s, and destroying an iterator (Keras makes one per epoch) waits for it to wake, so every
@@ -69,14 +71,12 @@ def dataset(examples: Examples, index: np.ndarray, batch_size: int, shuffle_seed
     and a one-batch prefetch keep the training threads fed without competing for the cores.
     """
     images, labels = examples
-    order = tf.data.Dataset.from_tensor_slices(index)
-    if shuffle_seed is not None:
-        order = order.shuffle(len(index), seed=shuffle_seed, reshuffle_each_iteration=True)
+    order = index if shuffle_seed is None else np.random.default_rng(list(shuffle_seed)).permutation(index)
     options = tf.data.Options()
     options.autotune.enabled = False
     options.threading.private_threadpool_size = 1
-    batches = order.batch(batch_size).map(lambda i: (tf.gather(images, i), tf.gather(labels, i)))
-    return batches.prefetch(1).with_options(options)
+    batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+    return batches.map(lambda i: (tf.gather(images, i), tf.gather(labels, i))).prefetch(1).with_options(options)
 
 
 def compile_model(model_params: Model, optimizer: str, learning_rate: float, seed: int) -> keras.Model:
@@ -93,12 +93,20 @@ def compile_model(model_params: Model, optimizer: str, learning_rate: float, see
 
 @dataclass
 class Job:
-    """A seeded model and its datasets, ready to train."""
+    """A seeded model and what it trains on, ready to train."""
 
     model: keras.Model
-    data: tf.data.Dataset
+    examples: Examples
+    index: np.ndarray
+    batch_size: int
+    seed: int
     validation: tf.data.Dataset | None
     stop: threading.Event = field(default_factory=threading.Event)  # set: training ends at its next step
+
+    def epoch(self, number: int) -> tf.data.Dataset:
+        """Epoch `number`'s batches (from 0), shuffled by (seed, number) alone, so a job resumed at
+        any epoch sees the order it would have seen without the interruption."""
+        return dataset(self.examples, self.index, self.batch_size, shuffle_seed=(self.seed, number))
 
 
 def prepare(
@@ -117,32 +125,68 @@ def prepare(
     then train them in any order or at the same time."""
     model = compile_model(model_params, optimizer, learning_rate, seed)
     val = None if validation_index is None else dataset(examples, validation_index, VALIDATION_BATCH, shuffle_seed=None)
-    return Job(model, dataset(examples, index, batch_size, shuffle_seed=seed), val)
+    return Job(model, examples, index, batch_size, seed, val)
 
 
-def train(job: Job, epochs: int, on_epoch_end: EpochCallback | None = None, label: str | None = None) -> dict[str, list[float]]:
-    """Train a prepared job; returns its per-epoch history. With a label, progress is one line
-    per epoch that starts with it (for jobs trained at the same time) instead of Keras's bar."""
-    callbacks: list[keras.callbacks.Callback] = [StopWhenSet(job.stop)]
-    if on_epoch_end is not None:
-        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: on_epoch_end(epoch + 1, logs)))
-    if label is not None:
-        callbacks.append(EpochLine(label, epochs))
-    history = job.model.fit(
-        job.data,
-        epochs=epochs,
-        validation_data=job.validation,
-        callbacks=callbacks,
-        shuffle=False,  # the dataset shuffles itself, seeded
-        verbose=0 if label is not None else 1 if sys.stdout.isatty() else 2,
-    )
-    if len(history.epoch) < epochs:  # stopped: the caller is giving up on this job
-        raise PipelineError(f"training stopped after {len(history.epoch)} of {epochs} epochs")
-    return {k: [float(v) for v in vs] for k, vs in history.history.items()}
+def train(job: Job, epochs: int, on_epoch_end: EpochCallback | None = None, label: str | None = None,
+          checkpoint: Path | None = None) -> History:
+    """Train a prepared job for `epochs`, printing one line per epoch (starting with `label`, if
+    given); returns its per-epoch history.
+
+    With a `checkpoint` directory, the model, its optimizer state and the history are saved there
+    after every epoch, and a job that finds a checkpoint there goes on after its last epoch: since
+    each epoch's order depends on the seed and the epoch alone, it ends exactly where it would
+    have ended without the interruption.
+    """
+    prefix = f"{label} " if label else ""
+    history, done = load_checkpoint(job.model, checkpoint) if checkpoint else ({}, 0)
+    if done:
+        print(f"{label + ': ' if label else ''}resuming after epoch {done}/{epochs}, saved by an interrupted run", flush=True)
+    for epoch in range(done, epochs):
+        start = time.perf_counter()
+        result = job.model.fit(job.epoch(epoch), validation_data=job.validation, callbacks=[StopWhenSet(job.stop)],
+                               shuffle=False, verbose=0)  # shuffle: the dataset is shuffled already
+        if job.stop.is_set():  # the caller is giving up on this job
+            raise PipelineError(f"training stopped during epoch {epoch + 1} of {epochs}")
+        logs = {name: float(values[-1]) for name, values in result.history.items()}
+        for name, value in logs.items():
+            history.setdefault(name, []).append(value)
+        values = " ".join(f"{name} {value:.4f}" for name, value in logs.items())
+        print(f"{prefix}epoch {epoch + 1}/{epochs}: {values} ({time.perf_counter() - start:.0f} s)", flush=True)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, logs)
+        if checkpoint:  # after on_epoch_end: a kill in between repeats an epoch's log rather than losing it
+            save_checkpoint(job.model, history, checkpoint)
+    return history
+
+
+def save_checkpoint(model: keras.Model, history: History, directory: Path) -> None:
+    """The weights (with the optimizer's state) go to a new file, then checkpoint.json that names
+    it replaces the old one in one rename: a kill at any moment leaves a whole checkpoint."""
+    epochs = len(next(iter(history.values())))
+    weights = f"epoch-{epochs}.weights.h5"
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_weights(directory / weights)
+    stage.write_json(directory / "checkpoint.json", {"epochs": epochs, "weights": weights, "history": history})
+    for old in directory.glob("epoch-*.weights.h5"):
+        if old.name != weights:
+            old.unlink()
+
+
+def load_checkpoint(model: keras.Model, directory: Path) -> tuple[History, int]:
+    """The history saved in `directory` and its number of epochs, with the model and its optimizer
+    restored to the end of the last one; ({}, 0) if nothing was saved."""
+    path = directory / "checkpoint.json"
+    if not path.exists():
+        return {}, 0
+    saved = json.loads(path.read_text())
+    model.optimizer.build(model.trainable_variables)  # its variables must exist to be loaded
+    model.load_weights(directory / saved["weights"])
+    return saved["history"], saved["epochs"]
 
 
 def fit(model_params: Model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int, optimizer: str,
-        learning_rate: float, seed: int, on_epoch_end: EpochCallback | None = None) -> tuple[keras.Model, dict[str, list[float]]]:
+        learning_rate: float, seed: int, on_epoch_end: EpochCallback | None = None) -> tuple[keras.Model, History]:
     """Build a model from a seed and train it; returns the model and its per-epoch history."""
     job = prepare(model_params, to_tensors(x, y), np.arange(len(y)), batch_size=batch_size, optimizer=optimizer,
                   learning_rate=learning_rate, seed=seed)
@@ -187,16 +231,3 @@ class StopWhenSet(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self.event.is_set():
             self.model.stop_training = True
-
-
-class EpochLine(keras.callbacks.Callback):
-    def __init__(self, label: str, epochs: int):
-        super().__init__()
-        self.label, self.epochs = label, epochs
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        values = " ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
-        print(f"{self.label} epoch {epoch + 1}/{self.epochs}: {values} ({time.perf_counter() - self.start:.0f} s)", flush=True)
