@@ -30,19 +30,22 @@ SMALL = {"data": {"train_limit": 6000, "test_limit": 2000}, "cv": {"folds": 2, "
 STAGES = ["download", "preprocess", "crossvalidate", "train", "export", "evaluate"]
 
 
-def training_flops_per_image(model) -> float:
-    """Multiply-adds of the forward pass from the layers' shapes; training ~ 3x forward (forward + 2 backward)."""
+def forward_flops(layer) -> float:
+    """Multiply-adds x 2 of a Conv2D or Dense layer's forward pass for one image; 0 for other layers."""
     import keras
 
-    forward = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            _, h, w, c_out = layer.output.shape
-            kh, kw = layer.kernel_size
-            forward += 2 * h * w * c_out * kh * kw * layer.input.shape[-1]
-        elif isinstance(layer, keras.layers.Dense):
-            forward += 2 * layer.input.shape[-1] * layer.units
-    return 3.0 * forward
+    if isinstance(layer, keras.layers.Conv2D):
+        _, h, w, c_out = layer.output.shape
+        kh, kw = layer.kernel_size
+        return 2.0 * h * w * c_out * kh * kw * layer.input.shape[-1]
+    if isinstance(layer, keras.layers.Dense):
+        return 2.0 * layer.input.shape[-1] * layer.units
+    return 0.0
+
+
+def training_flops_per_image(model) -> float:
+    """Training ~ 3x forward (forward + 2 backward)."""
+    return 3.0 * sum(forward_flops(layer) for layer in model.layers)
 
 
 def matmul_flops_per_second() -> float:

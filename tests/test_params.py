@@ -25,7 +25,7 @@ def test_defaults_are_the_tutorials_protocol():
     p = params.load(ROOT / "params.yaml")
     assert (p.cv.folds, p.cv.random_state, p.cv.epochs, p.cv.batch_size) == (5, 1, 10, 32)
     assert (p.train.epochs, p.train.batch_size, p.train.optimizer, p.train.learning_rate) == (10, 200, "adam", 0.001)
-    assert p.data.train_limit is None and p.model.name == "seed_cnn" and p.evaluate.gate == 0.99
+    assert p.data.train_limit is None and p.model.name == "seed_cnn" and p.evaluate.gate == 0.985
 
 
 def test_unknown_key_suggests_the_right_one():
