@@ -76,7 +76,11 @@ def connect() -> None:
     mlflow.set_tracking_uri(uri)
     if mlflow.get_experiment_by_name(EXPERIMENT) is None:
         artifacts = None if uri.startswith("http") else (repo_root() / "mlartifacts").as_uri()
-        mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
+        try:
+            mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
+        except mlflow.exceptions.MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # else a stage running in parallel created it first
+                raise
     mlflow.set_experiment(EXPERIMENT)
 
 
