@@ -1,7 +1,7 @@
 """Benchmark: training speed against plain `model.fit` and the machine's roof, the pipeline's stages,
 a no-op `dvc repro`, and `mnist-pipeline predict`. Writes bench/results.json and prints Markdown.
 
-    python bench/bench.py           # small pipeline params (says so in the output), ~12 min
+    python bench/bench.py           # small pipeline params (says so in the output), ~10 min
     python bench/bench.py --full    # the full default protocol for the stage timings, ~25 min
 
 Everything is measured side by side in one run on the current machine; compare ratios, not

@@ -123,9 +123,8 @@ def _resumable(id_file: Path | None) -> str | None:
         saved = mlflow.get_run(id_file.read_text().strip())
     except mlflow.exceptions.MlflowException:
         return None
-    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
-    alive = saved.info.lifecycle_stage == "active" and experiment and saved.info.experiment_id == experiment.experiment_id
-    return saved.info.run_id if alive else None
+    in_experiment = saved.info.experiment_id == mlflow.get_experiment_by_name(EXPERIMENT).experiment_id
+    return saved.info.run_id if saved.info.lifecycle_stage == "active" and in_experiment else None
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None, model_id: str | None = None) -> None:

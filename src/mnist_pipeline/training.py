@@ -136,7 +136,8 @@ def train(job: Job, epochs: int, on_epoch_end: EpochCallback | None = None, labe
     With a `checkpoint` directory, the model, its optimizer state and the history are saved there
     after every epoch, and a job that finds a checkpoint there goes on after its last epoch: since
     each epoch's order depends on the seed and the epoch alone, it ends exactly where it would
-    have ended without the interruption.
+    have ended without the interruption. (Keras's BackupAndRestore restores the model too, but
+    inside one `fit` that has already been given its data, and it keeps no history.)
     """
     prefix = f"{label} " if label else ""
     history, done = load_checkpoint(job.model, checkpoint) if checkpoint else ({}, 0)
