@@ -1,4 +1,5 @@
-"""Stage 3: k-fold cross-validation of the model on the training set.
+"""Stage 3: k-fold cross-validation of the model on the training set; the fold models are kept
+in models/folds/ (export averages them with the final model into the ensemble).
 
 All folds train at the same time in one process, each TensorFlow op on one thread, which keeps
 the cores busier than one fold at a time (training.one_thread_per_op). Under
@@ -8,7 +9,6 @@ last finished epoch of each fold, in the same MLflow runs. The key covers the pa
 and the code, so saved work is only reused for exactly the same work.
 """
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -20,16 +20,7 @@ from mnist_pipeline import evaluation, mnist, params, stage, tracking, training
 
 PREPARED = Path("data/prepared")
 CACHE = Path(".cache/crossvalidate")
-
-
-def cache_key(p: params.Params, data: mnist.Dataset) -> str:
-    """Params, data and code: a fold saved before the code changed is not reused."""
-    digest = hashlib.sha256(json.dumps(tracking.flat_params(model=p.model, cv=p.cv), sort_keys=True).encode())
-    digest.update(data.images.tobytes())
-    digest.update(data.labels.tobytes())
-    for source in [Path(__file__), *sorted(Path(training.__file__).parent.glob("*.py"))]:
-        digest.update(source.read_bytes())
-    return digest.hexdigest()[:16]
+FOLD_MODELS = Path("models/folds")
 
 
 def main() -> None:
@@ -37,9 +28,9 @@ def main() -> None:
     p = params.load()
     tracking.connect()
     data = mnist.load_prepared(PREPARED, "train")
-    cache = CACHE / cache_key(p, data)
+    run_params = tracking.flat_params(model=p.model, augment=p.augment, cv=p.cv)
+    cache = CACHE / stage.cache_key(run_params, [data.images, data.labels], [__file__, *stage.library_sources()])
     splits = list(KFold(p.cv.folds, shuffle=True, random_state=p.cv.random_state).split(data.labels))
-    run_params = tracking.flat_params(model=p.model, cv=p.cv)
     folds, todo = [], []
     for fold in range(1, p.cv.folds + 1):
         saved = cache / f"fold-{fold}" / "result.json"
@@ -61,6 +52,9 @@ def main() -> None:
             batch_size=p.cv.batch_size,
             optimizer=p.cv.optimizer,
             learning_rate=p.cv.learning_rate,
+            schedule=p.cv.schedule,
+            epochs=p.cv.epochs,
+            augment=p.augment,
             seed=p.cv.random_state + fold,
             validation_index=val_index,
         )
@@ -75,6 +69,7 @@ def main() -> None:
                 # The last epoch's validation is the final model scored on the held-out fold.
                 scores = {"loss": history["val_loss"][-1], "accuracy": history["val_accuracy"][-1]}
                 tracking.log_metrics(scores)
+            job.model.save(saved / "model.keras")
             result = {"fold": fold, **scores, "history": history, "mlflow_run_id": run_id}
             stage.write_json(saved / "result.json", result)
             return result
@@ -91,6 +86,9 @@ def main() -> None:
         stage.save_figure("plots/cv_curves.png", evaluation.fold_curves([f["history"] for f in folds]))
         for plot in ("plots/cv_boxplot.png", "plots/cv_curves.png"):
             tracking.log_artifact(plot)
+        with stage.atomic_path(FOLD_MODELS, directory=True) as tmp:
+            for f in folds:
+                shutil.copy(cache / f"fold-{f['fold']}" / "model.keras", tmp / f"fold-{f['fold']}.keras")
         stage.write_json(
             "metrics/cv.json",
             summary

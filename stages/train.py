@@ -1,30 +1,44 @@
-"""Stage 4: the final model on the whole (possibly subsampled) training set. The test set is never seen."""
+"""Stage 4: the final model on the whole (possibly subsampled) training set. The test set is never seen.
 
+Like crossvalidate, it keeps a checkpoint after every epoch under .cache/train/<key>/, with the id
+of its MLflow run, so a run that was interrupted goes on after its last finished epoch, in the same
+MLflow run, and ends exactly as it would have. The key covers the parameters, the data and the code.
+"""
+
+import shutil
 from pathlib import Path
+
+import numpy as np
 
 from mnist_pipeline import mnist, params, stage, tracking, training
 
 PREPARED = Path("data/prepared")
 MODEL = Path("models/model.keras")
+CACHE = Path(".cache/train")
 
 
 def main() -> None:
     p = params.load()
     tracking.connect()
     data = mnist.load_prepared(PREPARED, "train")
-    with tracking.run("train", tracking.flat_params(model=p.model, train=p.train)) as run_id:
-        print(f"training on {len(data.labels)} images for {p.train.epochs} epochs")
-        model, history = training.fit(
+    run_params = tracking.flat_params(model=p.model, augment=p.augment, train=p.train)
+    cache = CACHE / stage.cache_key(run_params, [data.images, data.labels], [__file__, *stage.library_sources()])
+    with tracking.run("train", run_params, resume_from=cache / "mlflow_run_id") as run_id:
+        print(f"training on {len(data.labels)} images for {p.train.epochs} epochs", flush=True)
+        job = training.prepare(
             p.model,
-            data.images,
-            data.labels,
-            epochs=p.train.epochs,
+            training.to_tensors(data.images, data.labels),
+            np.arange(len(data.labels)),
             batch_size=p.train.batch_size,
             optimizer=p.train.optimizer,
             learning_rate=p.train.learning_rate,
+            schedule=p.train.schedule,
+            epochs=p.train.epochs,
+            augment=p.augment,
             seed=p.train.seed,
-            on_epoch_end=tracking.log_epoch,
         )
+        history = training.train(job, p.train.epochs, tracking.log_epoch, checkpoint=cache)
+        model = job.model
         with stage.atomic_path(MODEL) as tmp:
             model.save(tmp)
         model_id = tracking.log_keras_model(model, data.images[:8].astype("float32"))
@@ -43,6 +57,7 @@ def main() -> None:
                 "mlflow": {"run_id": run_id, "model_id": model_id},
             },
         )
+    shutil.rmtree(cache, ignore_errors=True)
 
 
 if __name__ == "__main__":

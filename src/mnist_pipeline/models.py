@@ -11,8 +11,8 @@ INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
 
 
-def seed_cnn(conv_filters: list[int], dense_units: int) -> keras.Model:
-    """The tutorial's CNN (159,254 weights with filters [32, 64, 64] and 100 dense units)."""
+def seed_cnn(conv_filters: list[int], dense_units: int, dropout: float) -> keras.Model:
+    """The tutorial's CNN (159,254 weights with filters [32, 64, 64] and 100 dense units). No dropout."""
     f1, f2, f3 = conv_filters
     conv = dict(kernel_size=3, activation="relu", kernel_initializer="he_uniform")
     return keras.Sequential(
@@ -32,8 +32,51 @@ def seed_cnn(conv_filters: list[int], dense_units: int) -> keras.Model:
     )
 
 
-BUILDERS = {"seed_cnn": seed_cnn}
+def bn_cnn(conv_filters: list[int], dense_units: int, dropout: float) -> keras.Model:
+    """The strong recipe's CNN: the tutorial's layout, which is cheap on a CPU, with batch norm
+    after every convolution and the dense layer, and dropout after each pooling and the dense layer."""
+    f1, f2, f3 = conv_filters
+
+    def normed(layer) -> list:
+        return [layer, layers.BatchNormalization(), layers.Activation("relu")]
+
+    def conv(filters: int) -> list:
+        return normed(layers.Conv2D(filters, 3, use_bias=False, kernel_initializer="he_uniform"))
+
+    return keras.Sequential(
+        [
+            keras.Input(INPUT_SHAPE, name="pixels"),
+            layers.Rescaling(1 / 255, name="scale"),
+            *conv(f1),
+            layers.MaxPooling2D(2),
+            layers.Dropout(dropout),
+            *conv(f2),
+            *conv(f3),
+            layers.MaxPooling2D(2),
+            layers.Dropout(dropout),
+            layers.Flatten(),
+            *normed(layers.Dense(dense_units, use_bias=False, kernel_initializer="he_uniform")),
+            layers.Dropout(dropout),
+            layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities"),
+        ],
+        name="bn_cnn",
+    )
+
+
+BUILDERS = {"seed_cnn": seed_cnn, "bn_cnn": bn_cnn}
 
 
 def build(params: Model) -> keras.Model:
-    return BUILDERS[params.name](params.conv_filters, params.dense_units)
+    return BUILDERS[params.name](params.conv_filters, params.dense_units, params.dropout)
+
+
+def ensemble(members: list[keras.Model]) -> keras.Model:
+    """One model whose output is the mean of the members' probabilities. Each member is copied
+    under its own name (member_1, ...), since a model's layers need distinct names."""
+    pixels = keras.Input(INPUT_SHAPE, name="pixels")
+    outputs = []
+    for i, member in enumerate(members, 1):
+        copy = member.__class__.from_config(member.get_config() | {"name": f"member_{i}"})
+        copy.set_weights(member.get_weights())
+        outputs.append(copy(pixels))
+    return keras.Model(pixels, layers.Average(name="probabilities")(outputs), name="ensemble")

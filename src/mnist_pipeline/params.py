@@ -16,8 +16,10 @@ import yaml
 
 from . import PipelineError
 
-MODELS = ("seed_cnn",)
+MODELS = ("seed_cnn", "bn_cnn")
 OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "cosine")
+SERVED = ("final", "ensemble")
 MNIST_TRAIN_SIZE, MNIST_TEST_SIZE = 60_000, 10_000
 
 
@@ -45,6 +47,11 @@ def _int(low: int, high: int | None = None, default: Any = MISSING, optional: bo
 
 def _positive_number(default: Any = MISSING):
     return _rule(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "a number > 0", default)
+
+
+def _number(low: float, high: float, default: Any = MISSING):
+    return _rule(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high,
+                 f"a number from {low} to {high}", default)
 
 
 def _choice(options: tuple[str, ...], default: Any = MISSING):
@@ -75,6 +82,20 @@ class Model:
         "a list of 3 integers >= 1",
     )
     dense_units: int = _int(1)
+    dropout: float = _number(0, 0.9, default=0.0)
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Random distortions of each training image, drawn afresh every epoch; 0 turns one off."""
+
+    rotation: float = _number(0, 45, default=0)  # degrees, either way
+    shift: float = _number(0, 0.3, default=0)  # fraction of the image size, each axis, either way
+    zoom: float = _number(0, 0.3, default=0)  # fraction of the size, in or out
+
+    @property
+    def active(self) -> bool:
+        return bool(self.rotation or self.shift or self.zoom)
 
 
 @dataclass(frozen=True)
@@ -85,6 +106,7 @@ class CV:
     batch_size: int = _int(1)
     optimizer: str = _choice(OPTIMIZERS)
     learning_rate: float = _positive_number()
+    schedule: str = _choice(SCHEDULES, default="constant")
 
 
 @dataclass(frozen=True)
@@ -94,6 +116,12 @@ class Train:
     optimizer: str = _choice(OPTIMIZERS)
     learning_rate: float = _positive_number()
     seed: int = _int(0)
+    schedule: str = _choice(SCHEDULES, default="constant")
+
+
+@dataclass(frozen=True)
+class Export:
+    serve: str = _choice(SERVED, default="final")
 
 
 @dataclass(frozen=True)
@@ -103,7 +131,8 @@ class Evaluate:
     photos_seed: int = _int(0, default=0)
 
 
-SECTIONS = {"download": Download, "data": Data, "model": Model, "cv": CV, "train": Train, "evaluate": Evaluate}
+SECTIONS = {"download": Download, "data": Data, "model": Model, "augment": Augment, "cv": CV, "train": Train,
+            "export": Export, "evaluate": Evaluate}
 
 
 @dataclass(frozen=True)
@@ -111,8 +140,10 @@ class Params:
     download: Download
     data: Data
     model: Model
+    augment: Augment
     cv: CV
     train: Train
+    export: Export
     evaluate: Evaluate
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import json
 import os
 import shutil
@@ -76,3 +77,19 @@ def save_npy(path: Path | str, array: np.ndarray) -> None:
 def save_figure(path: Path | str, figure) -> None:
     with atomic_path(path) as tmp:
         figure.savefig(tmp, dpi=100, metadata={"Software": None})  # no version stamp: same bytes each run
+
+
+def cache_key(params: dict, arrays: Iterable[np.ndarray], sources: Iterable[Path | str]) -> str:
+    """A short hash of parameters, data and code: work saved under it is only reused for exactly
+    the same work (a checkpoint saved before the code changed is not)."""
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
+    for array in arrays:
+        digest.update(array.tobytes())
+    for source in sources:
+        digest.update(Path(source).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def library_sources() -> list[Path]:
+    """The package's own source files, for cache_key."""
+    return sorted(Path(__file__).parent.glob("*.py"))

@@ -16,8 +16,8 @@ import numpy as np
 import tensorflow as tf
 
 from . import PipelineError, stage
-from .models import build
-from .params import Model
+from .models import INPUT_SHAPE, build
+from .params import Augment, Model
 
 # Several batches per call into TensorFlow: same batches and maths, far less Python per step.
 STEPS_PER_EXECUTION = 16
@@ -44,7 +44,16 @@ def seed_everything(seed: int) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+def make_optimizer(name: str, learning_rate: float, schedule: str = "constant", steps_per_epoch: int = 1,
+                   epochs: int = 1) -> keras.optimizers.Optimizer:
+    """`cosine`: a linear warm-up over the first epoch from a tenth of `learning_rate` to it, then
+    a cosine decay to 0 at the end of the last epoch. The step count lives in the optimizer's
+    state, so a resumed run goes on with the rate it had."""
+    if schedule == "cosine":
+        warmup = min(steps_per_epoch, steps_per_epoch * epochs // 2)
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            learning_rate / 10, decay_steps=max(1, steps_per_epoch * epochs - warmup), warmup_target=learning_rate,
+            warmup_steps=warmup)
     if name == "sgd":
         return keras.optimizers.SGD(learning_rate, momentum=0.9)  # the tutorial's CV optimizer
     return keras.optimizers.Adam(learning_rate)
@@ -58,8 +67,33 @@ def to_tensors(images: np.ndarray, labels: np.ndarray) -> Examples:
     return tf.constant(images), tf.constant(labels)
 
 
-def dataset(examples: Examples, index: np.ndarray, batch_size: int, shuffle_seed: Sequence[int] | None) -> tf.data.Dataset:
-    """Batches of the examples at `index`, in an order drawn from `shuffle_seed` if given.
+def distortions(augment: Augment, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n random rotations, zooms and shifts about the image centre, as the (n, 8) transforms of
+    tf.raw_ops.ImageProjectiveTransformV3: each maps an output pixel (x, y) to the input pixel it
+    reads, input = R(-angle) / zoom * (output - centre - shift) + centre."""
+    height, width = INPUT_SHAPE[:2]
+    angle = np.deg2rad(rng.uniform(-augment.rotation, augment.rotation, n))
+    zoom = 1 + rng.uniform(-augment.zoom, augment.zoom, n)
+    dx, dy = rng.uniform(-augment.shift, augment.shift, (2, n)) * np.array([[width], [height]])
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    a0, a1 = np.cos(angle) / zoom, np.sin(angle) / zoom
+    b0, b1 = -a1, a0
+    a2 = cx - a0 * (cx + dx) - a1 * (cy + dy)
+    b2 = cy - b0 * (cx + dx) - b1 * (cy + dy)
+    zeros = np.zeros(n)
+    return np.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1).astype(np.float32)
+
+
+def distort(images: tf.Tensor, transforms: tf.Tensor) -> tf.Tensor:
+    """Apply distortions() to a batch of uint8 images (bilinear, black outside the image)."""
+    return tf.raw_ops.ImageProjectiveTransformV3(images=images, transforms=transforms, output_shape=INPUT_SHAPE[:2],
+                                                 fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")
+
+
+def dataset(examples: Examples, index: np.ndarray, batch_size: int, shuffle_seed: Sequence[int] | None,
+            augment: Augment | None = None) -> tf.data.Dataset:
+    """Batches of the examples at `index`, in an order drawn from `shuffle_seed` if given, each
+    image distorted as `augment` says (with distortions drawn from the same seed).
 
     Only the indices are shuffled; each batch is gathered from the shared tensors, so five folds
     hold one copy of the images, not five. The images stay uint8: the model's first layer casts
@@ -71,19 +105,29 @@ def dataset(examples: Examples, index: np.ndarray, batch_size: int, shuffle_seed
     and a one-batch prefetch keep the training threads fed without competing for the cores.
     """
     images, labels = examples
-    order = index if shuffle_seed is None else np.random.default_rng(list(shuffle_seed)).permutation(index)
     options = tf.data.Options()
     options.autotune.enabled = False
     options.threading.private_threadpool_size = 1
-    batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
-    return batches.map(lambda i: (tf.gather(images, i), tf.gather(labels, i))).prefetch(1).with_options(options)
+    slices = index
+    if shuffle_seed is not None:
+        rng = np.random.default_rng(list(shuffle_seed))
+        slices = rng.permutation(index)
+        if augment is not None and augment.active:
+            slices = (slices, distortions(augment, len(slices), rng))
+    if isinstance(slices, tuple):
+        def gather(i, transforms):
+            return distort(tf.gather(images, i), transforms), tf.gather(labels, i)
+    else:
+        def gather(i):
+            return tf.gather(images, i), tf.gather(labels, i)
+    return tf.data.Dataset.from_tensor_slices(slices).batch(batch_size).map(gather).prefetch(1).with_options(options)
 
 
-def compile_model(model_params: Model, optimizer: str, learning_rate: float, seed: int) -> keras.Model:
+def compile_model(model_params: Model, optimizer: keras.optimizers.Optimizer, seed: int) -> keras.Model:
     seed_everything(seed)
     model = build(model_params)
     model.compile(
-        optimizer=make_optimizer(optimizer, learning_rate),
+        optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         steps_per_execution=STEPS_PER_EXECUTION,
@@ -101,12 +145,13 @@ class Job:
     batch_size: int
     seed: int
     validation: tf.data.Dataset | None
+    augment: Augment | None = None
     stop: threading.Event = field(default_factory=threading.Event)  # set: training ends at its next step
 
     def epoch(self, number: int) -> tf.data.Dataset:
         """Epoch `number`'s batches (from 0), shuffled by (seed, number) alone, so a job resumed at
         any epoch sees the order it would have seen without the interruption."""
-        return dataset(self.examples, self.index, self.batch_size, shuffle_seed=(self.seed, number))
+        return dataset(self.examples, self.index, self.batch_size, shuffle_seed=(self.seed, number), augment=self.augment)
 
 
 def prepare(
@@ -119,13 +164,18 @@ def prepare(
     learning_rate: float,
     seed: int,
     validation_index: np.ndarray | None = None,
+    schedule: str = "constant",
+    epochs: int = 1,
+    augment: Augment | None = None,
 ) -> Job:
-    """Build the model from a seed, to train on the `examples` at `index` and validate on
-    those at `validation_index`. The seed is process-wide, so prepare jobs one after another,
-    then train them in any order or at the same time."""
-    model = compile_model(model_params, optimizer, learning_rate, seed)
+    """Build the model from a seed, to train on the `examples` at `index` (distorted as `augment`
+    says) and validate on those at `validation_index`. `epochs` is what the learning-rate
+    `schedule` spans. The seed is process-wide, so prepare jobs one after another, then train
+    them in any order or at the same time."""
+    steps_per_epoch = -(-len(index) // batch_size)
+    model = compile_model(model_params, make_optimizer(optimizer, learning_rate, schedule, steps_per_epoch, epochs), seed)
     val = None if validation_index is None else dataset(examples, validation_index, VALIDATION_BATCH, shuffle_seed=None)
-    return Job(model, examples, index, batch_size, seed, val)
+    return Job(model, examples, index, batch_size, seed, val, augment)
 
 
 def train(job: Job, epochs: int, on_epoch_end: EpochCallback | None = None, label: str | None = None,
@@ -184,14 +234,6 @@ def load_checkpoint(model: keras.Model, directory: Path) -> tuple[History, int]:
     model.optimizer.build(model.trainable_variables)  # its variables must exist to be loaded
     model.load_weights(directory / saved["weights"])
     return saved["history"], saved["epochs"]
-
-
-def fit(model_params: Model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int, optimizer: str,
-        learning_rate: float, seed: int, on_epoch_end: EpochCallback | None = None) -> tuple[keras.Model, History]:
-    """Build a model from a seed and train it; returns the model and its per-epoch history."""
-    job = prepare(model_params, to_tensors(x, y), np.arange(len(y)), batch_size=batch_size, optimizer=optimizer,
-                  learning_rate=learning_rate, seed=seed)
-    return job.model, train(job, epochs, on_epoch_end)
 
 
 def one_thread_per_op() -> None:
