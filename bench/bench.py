@@ -73,7 +73,7 @@ def training_speed(kind: str, section: str, epochs: int = 2) -> float:
     in a plain `fit`) is part of the cost."""
     import keras
 
-    from conftest import MIRROR
+    from helpers import MIRROR
     from mnist_pipeline import mnist, models, params, training
 
     if kind == "crossvalidate":
@@ -151,7 +151,7 @@ def _timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, float]:
 
 
 def bench_pipeline(full: bool, workdir: Path) -> dict:
-    from conftest import copy_repo, env_for
+    from helpers import copy_repo, env_for
 
     repo = copy_repo(workdir / "repo", params=None if full else SMALL)
     env = env_for(repo)

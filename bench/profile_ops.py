@@ -56,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import tensorflow as tf
-    from conftest import MIRROR
+    from helpers import MIRROR
     from mnist_pipeline import mnist, params, training
 
     training.one_thread_per_op()

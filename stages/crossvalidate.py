@@ -13,10 +13,14 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
-from sklearn.model_selection import KFold
+from mnist_pipeline import stage
 
-from mnist_pipeline import evaluation, mnist, params, stage, tracking, training
+p = stage.load_params()  # first: a typo in params.yaml answers before TensorFlow and MLflow load
+
+import numpy as np  # noqa: E402
+from sklearn.model_selection import KFold  # noqa: E402
+
+from mnist_pipeline import evaluation, mnist, tracking, training  # noqa: E402
 
 PREPARED = Path("data/prepared")
 CACHE = Path(".cache/crossvalidate")
@@ -25,7 +29,6 @@ FOLD_MODELS = Path("models/folds")
 
 def main() -> None:
     training.one_thread_per_op()
-    p = params.load()
     tracking.connect()
     data = mnist.load_prepared(PREPARED, "train")
     run_params = tracking.flat_params(model=p.model, augment=p.augment, cv=p.cv)

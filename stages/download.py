@@ -2,13 +2,16 @@
 
 from pathlib import Path
 
-from mnist_pipeline import mnist, params, stage, tracking
+from mnist_pipeline import stage
+
+p = stage.load_params()  # first: a typo in params.yaml answers before TensorFlow and MLflow load
+
+from mnist_pipeline import mnist, tracking  # noqa: E402
 
 RAW = Path("data/raw")
 
 
 def main() -> None:
-    p = params.load()
     tracking.connect()
     with tracking.run("download", tracking.flat_params(download=p.download)):
         mnist.download(RAW, p.download.mirrors, p.download.timeout)

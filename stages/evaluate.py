@@ -4,8 +4,12 @@ ensemble and each fold model; register the served model in MLflow if it passes t
 import json
 from pathlib import Path
 
-from mnist_pipeline import evaluation, export, mnist, params, stage, tracking
-from mnist_pipeline.predict import LiteRTModel
+from mnist_pipeline import stage
+
+p = stage.load_params()  # first: a typo in params.yaml answers before TensorFlow and MLflow load
+
+from mnist_pipeline import evaluation, export, mnist, tracking  # noqa: E402
+from mnist_pipeline.predict import LiteRTModel  # noqa: E402
 
 EXPORT = Path("models/export")
 FOLD_MODELS = Path("models/folds")
@@ -14,7 +18,6 @@ EXPORT_METRICS = Path("metrics/export.json")
 
 
 def main() -> None:
-    p = params.load()
     tracking.connect()
     exported = json.loads(EXPORT_METRICS.read_text())
     test = mnist.load_prepared(PREPARED, "test")

@@ -10,7 +10,11 @@ import json
 import shutil
 from pathlib import Path
 
-from mnist_pipeline import export, mnist, models, params, stage, tracking
+from mnist_pipeline import stage
+
+p = stage.load_params()  # first: a typo in params.yaml answers before TensorFlow and MLflow load
+
+from mnist_pipeline import export, mnist, models, tracking  # noqa: E402
 
 MODEL = Path("models/model.keras")
 FOLD_MODELS = Path("models/folds")
@@ -20,7 +24,6 @@ TRAIN_METRICS = Path("metrics/train.json")
 
 
 def main() -> None:
-    p = params.load()
     tracking.connect()
     final = export.load_keras(MODEL)
     folds = [export.load_keras(path) for path in sorted(FOLD_MODELS.glob("fold-*.keras"), key=lambda f: int(f.stem[5:]))]

@@ -2,16 +2,19 @@
 
 from pathlib import Path
 
-import numpy as np
+from mnist_pipeline import stage
 
-from mnist_pipeline import mnist, params, stage, tracking
+p = stage.load_params()  # first: a typo in params.yaml answers before TensorFlow and MLflow load
+
+import numpy as np  # noqa: E402
+
+from mnist_pipeline import mnist, tracking  # noqa: E402
 
 RAW = Path("data/raw")
 PREPARED = Path("data/prepared")
 
 
 def main() -> None:
-    p = params.load()
     tracking.connect()
     with tracking.run("preprocess", tracking.flat_params(data=p.data)):
         for split, name, limit in (("train", "train", p.data.train_limit), ("t10k", "test", p.data.test_limit)):

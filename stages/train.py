@@ -8,9 +8,13 @@ MLflow run, and ends exactly as it would have. The key covers the parameters, th
 import shutil
 from pathlib import Path
 
-import numpy as np
+from mnist_pipeline import stage
 
-from mnist_pipeline import mnist, params, stage, tracking, training
+p = stage.load_params()  # first: a typo in params.yaml answers before TensorFlow and MLflow load
+
+import numpy as np  # noqa: E402
+
+from mnist_pipeline import mnist, tracking, training  # noqa: E402
 
 PREPARED = Path("data/prepared")
 MODEL = Path("models/model.keras")
@@ -18,7 +22,6 @@ CACHE = Path(".cache/train")
 
 
 def main() -> None:
-    p = params.load()
     tracking.connect()
     data = mnist.load_prepared(PREPARED, "train")
     run_params = tracking.flat_params(model=p.model, augment=p.augment, train=p.train)

@@ -83,11 +83,14 @@ def load_model(path: Path):
 
 
 def _prepare(path: Path) -> np.ndarray | str:
-    """The 28x28 array for one image, or the reason it failed."""
+    """The 28x28 array for one image, or the reason it failed. Nothing one file does, however
+    broken or hostile, may cost the other images their answers."""
     try:
         return imaging.to_mnist(imaging.open_image(path))
     except imaging.ImageError as exc:
         return str(exc)
+    except Exception as exc:  # a decoder's own bug or limit on a crafted file: still one file's error
+        return f"cannot read ({type(exc).__name__}: {exc})"
 
 
 def preprocess(paths: list[Path]) -> list[np.ndarray | str]:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import keras
 import numpy as np
-import tensorflow as tf
+
+from . import quiet_native_stderr
+
+with quiet_native_stderr():  # TensorFlow's start-up banner (see quiet_native_stderr)
+    import keras
+    import tensorflow as tf
 
 from .predict import LiteRTModel
 

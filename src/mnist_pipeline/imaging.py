@@ -8,6 +8,7 @@ treatment before a model trained on MNIST can read it.
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,10 @@ def open_image(path: Path | str) -> Image.Image:
         image = Image.open(path)
     except UnidentifiedImageError:
         raise ImageError("not an image Pillow can read") from None
+    except Image.DecompressionBombError as exc:  # Pillow's own guard, at twice its pixel limit: far over ours
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(pixels[1]):,} pixels" if pixels else "the image"
+        raise ImageError(f"{size} is over the limit of {MAX_PIXELS:,}") from None
     except OSError as exc:
         raise ImageError(f"cannot open ({exc.strerror or exc})") from None
     if image.width * image.height > MAX_PIXELS:
@@ -80,14 +85,17 @@ def to_mnist(image: Image.Image) -> np.ndarray:
         gray = 255.0 - gray
     if gray.max() - gray.min() < 16:
         raise ImageError("no digit found (the image is blank)")
+    gray = _without_shading(gray)
     # one histogram of grey levels gives the ink/paper split and the statistics of each
     histogram = np.bincount(np.clip(gray, 0, 255).astype(np.uint8).ravel(), minlength=256).astype(np.float64)
     threshold = _otsu_threshold(histogram)
-    background = histogram[: threshold + 1]
-    median = _quantile(background, 0.5)
-    deviations = np.bincount(np.abs(np.arange(threshold + 1) - median), weights=background)
+    # The paper's level and noise from all pixels (ink is a minority, and a thin stroke so few
+    # pixels that Otsu's split falls inside the paper's noise), the ink's level from what lies above both.
+    median = _quantile(histogram, 0.5)
+    deviations = np.bincount(np.abs(np.arange(256) - median), weights=histogram)
     floor = median + 4 * 1.4826 * _quantile(deviations, 0.5)  # noise above the paper
-    peak = threshold + 1 + _quantile(histogram[threshold + 1 :], 0.9)
+    above = int(max(threshold, floor)) + 1
+    peak = above + _quantile(histogram[above:], 0.9)
     if peak - floor < 16:
         raise ImageError("no digit found (too little contrast)")
     cleaned = np.clip((gray - floor) / (peak - floor), 0, 1)
@@ -104,6 +112,14 @@ def to_mnist(image: Image.Image) -> np.ndarray:
     top, left = (SIZE - size[1]) // 2, (SIZE - size[0]) // 2
     canvas[top : top + size[1], left : left + size[0]] = np.clip(digit, 0, 255)
     return _centre_by_mass(canvas).round().astype(np.uint8)
+
+
+def _without_shading(gray: np.ndarray) -> np.ndarray:
+    """The ink alone, on paper made even: a lighting gradient across a photo spreads the paper over
+    many grey levels, and a thin stroke's few pixels then drown in it. The paper's own brightness is
+    a grey opening wider than any stroke (a third of the image); the top-hat subtracts it."""
+    size = max(3, max(gray.shape) // 3)
+    return ndimage.white_tophat(gray, size=(size, size))
 
 
 def _without_specks(mask: np.ndarray) -> np.ndarray:
@@ -136,21 +152,40 @@ def naive(image: Image.Image) -> np.ndarray:
 
 def photo_like(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
     """An MNIST digit as a phone photo of it might look: dark ink on tinted, noisy paper,
-    scaled up, off-centre in a larger frame, slightly rotated, JPEG-compressed."""
-    size = int(rng.integers(56, 161))
+    scaled up, off-centre in a larger frame, slightly rotated, JPEG-compressed. One in five is
+    written with a thin pen, small in a large frame, under light that falls off across the page."""
+    thin_pen = rng.random() < 0.2
+    size = int(rng.integers(40, 91) if thin_pen else rng.integers(56, 161))
     alpha = np.asarray(Image.fromarray(digit.reshape(SIZE, SIZE)).resize((size, size), Image.Resampling.BICUBIC), np.float32) / 255
-    canvas_size = int(size * rng.uniform(1.3, 2.2))
+    if thin_pen:
+        alpha = _thinned(alpha > 0.5, passes=size // 14)
+    canvas_size = int(size * (rng.uniform(2.5, 4.5) if thin_pen else rng.uniform(1.3, 2.2)))
     mask = np.zeros((canvas_size, canvas_size), np.float32)
     top, left = rng.integers(0, canvas_size - size + 1, size=2)
     mask[top : top + size, left : left + size] = np.clip(alpha, 0, 1)
     mask = np.asarray(Image.fromarray(mask).rotate(rng.uniform(-12, 12), resample=Image.Resampling.BILINEAR))
     paper = rng.uniform(170, 245) + rng.uniform(-20, 10, size=3)
+    if thin_pen:  # brighter on one side of the page than the other
+        direction = rng.uniform(0, 2 * np.pi)
+        rows, cols = np.mgrid[0:canvas_size, 0:canvas_size] / canvas_size
+        across = np.cos(direction) * cols + np.sin(direction) * rows
+        paper = paper + (rng.uniform(40, 90) * (across - across.mean()))[..., None]
     ink = rng.uniform(0, 80) + rng.uniform(-10, 10, size=3)
     rgb = paper * (1 - mask[..., None]) + ink * mask[..., None]
     rgb += rng.normal(0, rng.uniform(0, 12), size=rgb.shape)
     image = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
-    if rng.random() < 0.5:
+    if not thin_pen and rng.random() < 0.5:
         image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=int(rng.integers(40, 91)))
     return Image.open(buffer)
+
+
+def _thinned(ink: np.ndarray, passes: int) -> np.ndarray:
+    """Strokes eroded down to a pen's 1-3 pixels (keeping at least 30% of the ink), softly edged."""
+    for _ in range(passes):
+        eroded = ndimage.binary_erosion(ink)
+        if eroded.sum() < 0.3 * ink.sum():
+            break
+        ink = eroded
+    return np.clip(1.5 * ndimage.gaussian_filter(ink.astype(np.float32), 0.6), 0, 1)

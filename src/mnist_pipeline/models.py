@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import keras
-from keras import layers
-
+from . import quiet_native_stderr
 from .params import Model
+
+with quiet_native_stderr():  # TensorFlow's start-up banner (see quiet_native_stderr)
+    import keras
+    from keras import layers
 
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10

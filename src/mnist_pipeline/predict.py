@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 from pathlib import Path
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
+
+from . import quiet_native_stderr
 
 
 class LiteRTModel:
     """A .tflite classifier taking raw 0-255 pixels of shape (N, 28, 28, 1), returning probabilities."""
 
     def __init__(self, path: Path | str, batch_size: int = 256):
-        with _quiet_stderr():  # LiteRT's C++ prints an INFO line about its CPU delegate
+        with quiet_native_stderr():  # LiteRT's C++ prints an INFO line about its CPU delegate
             self.interpreter = Interpreter(model_path=str(path), num_threads=None)
         self.batch_size = batch_size
         self._input = self.interpreter.get_input_details()[0]["index"]
@@ -24,7 +24,7 @@ class LiteRTModel:
     def _run(self, batch: np.ndarray) -> np.ndarray:
         if self._allocated_for != len(batch):
             self.interpreter.resize_tensor_input(self._input, batch.shape)
-            with _quiet_stderr():
+            with quiet_native_stderr():
                 self.interpreter.allocate_tensors()
             self._allocated_for = len(batch)
         self.interpreter.set_tensor(self._input, batch)
@@ -36,16 +36,3 @@ class LiteRTModel:
         if len(images) == 0:
             return np.zeros((0, 10), np.float32)
         return np.concatenate([self._run(images[i : i + self.batch_size]) for i in range(0, len(images), self.batch_size)])
-
-
-@contextlib.contextmanager
-def _quiet_stderr():
-    """Silence native code writing to file descriptor 2 (Python exceptions still propagate)."""
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)

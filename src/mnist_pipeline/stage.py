@@ -16,17 +16,24 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from . import PipelineError
-from .params import ParamsError
+from .params import Params, ParamsError, load
 
 
-def run(main: Callable[[], None]) -> None:
-    """Run a stage's main; a PipelineError becomes one line per problem on stderr and an exit code."""
+def load_params() -> Params:
+    """params.yaml, validated, or one line per problem on stderr and exit 2. Stage scripts call it
+    before they import TensorFlow or MLflow, so that a typo answers in a fraction of a second."""
     try:
-        main()
+        return load()
     except ParamsError as exc:
         for problem in exc.problems:
             print(f"error: params.yaml: {problem}", file=sys.stderr)
         sys.exit(exc.exit_code)
+
+
+def run(main: Callable[[], None]) -> None:
+    """Run a stage's main; a PipelineError becomes one line on stderr and an exit code."""
+    try:
+        main()
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import subprocess
 import urllib.error
@@ -15,6 +16,8 @@ from . import PipelineError
 from .stage import atomic_path
 
 EXPERIMENT = "mnist-pipeline"
+# The MLflow UI opens an experiment of this kind on its training runs, not on the GenAI trace overview.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 REGISTERED_MODEL = "mnist-cnn"
 CHAMPION_ALIAS = "champion"
 # Fail fast instead of MLflow's default of minutes of retries against a dead server.
@@ -22,6 +25,9 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
 import mlflow  # noqa: E402  (the settings above must come first)
+import psutil  # noqa: E402
+
+logging.getLogger("mlflow").setLevel(logging.WARNING)  # its INFO lines (database set-up, registrations) are not the stage's
 
 
 class TrackingError(PipelineError):
@@ -77,11 +83,27 @@ def connect() -> None:
     if mlflow.get_experiment_by_name(EXPERIMENT) is None:
         artifacts = None if uri.startswith("http") else (repo_root() / "mlartifacts").as_uri()
         try:
-            mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
+            mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts, tags=EXPERIMENT_KIND)
         except mlflow.exceptions.MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # else a stage running in parallel created it first
                 raise
-    mlflow.set_experiment(EXPERIMENT)
+    experiment = mlflow.set_experiment(EXPERIMENT)
+    for key, value in EXPERIMENT_KIND.items():
+        if experiment.tags.get(key) != value:  # an experiment made before the tag existed
+            mlflow.set_experiment_tag(key, value)
+
+
+def pipeline_run() -> str:
+    """One name for the stages of one `dvc repro` or `dvc exp run`, to group them in the UI: the
+    DVC process that runs them (its id and start time) and the experiment's name, if any."""
+    name = os.environ.get("DVC_EXP_NAME") or "repro"
+    for process in psutil.Process().parents():
+        try:
+            if any(Path(part).name == "dvc" for part in process.cmdline()[:2]):
+                return f"{name}-{process.pid}-{int(process.create_time())}"
+        except psutil.Error:
+            continue
+    return f"{name}-{os.getpid()}-{int(psutil.Process().create_time())}"  # a stage run by hand: its own group
 
 
 def flat_params(**sections: Any) -> dict[str, Any]:
@@ -102,7 +124,7 @@ def run(stage: str, params: dict[str, Any] | None = None, name: str | None = Non
     With `resume_from`, the run id is kept in that file, and a later attempt at the same work
     continues that run (if the store still has it) instead of starting another.
     """
-    tags = {"stage": stage, "git_commit": _git_commit()}
+    tags = {"stage": stage, "git_commit": _git_commit(), "pipeline_run": pipeline_run()}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
     run_id = _resumable(resume_from)

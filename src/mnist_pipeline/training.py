@@ -11,11 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
-import keras
 import numpy as np
-import tensorflow as tf
 
-from . import PipelineError, stage
+from . import PipelineError, quiet_native_stderr, stage
+
+with quiet_native_stderr():  # TensorFlow's start-up banner (see quiet_native_stderr)
+    import keras
+    import tensorflow as tf
+
 from .models import INPUT_SHAPE, build
 from .params import Augment, Model
 
