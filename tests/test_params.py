@@ -112,3 +112,41 @@ def test_dvc_exp_run_set_param_gets_the_same_validation(tmp_path):
     assert "error: params.yaml: train.epochs: 0 is not allowed; expected an integer >= 1" in result.stderr
     assert "error: params.yaml: cv.fold: unknown key; did you mean cv.folds?" in result.stderr
     assert not (repo / "data" / "raw").exists(), "nothing was downloaded before the params were checked"
+
+
+def test_the_strong_recipes_keys_are_checked_and_default_to_the_tutorial():
+    p = params.load(ROOT / "params.yaml")
+    assert not p.augment.active and p.cv.schedule == p.train.schedule == "constant"
+    assert p.export.serve == "final" and p.model.dropout == 0
+    raw = default_raw()
+    raw["model"]["name"] = "bn_cnn"
+    raw["model"]["dropout"] = 0.2
+    raw["augment"] = {"rotation": 10, "shift": 0.1, "zoom": 0.1}
+    raw["cv"]["schedule"] = "cosine"
+    raw["export"] = {"serve": "ensemble"}
+    strong = params.parse(raw)
+    assert strong.augment.active and strong.cv.schedule == "cosine" and strong.export.serve == "ensemble"
+    raw["model"]["dropout"] = 1.5
+    raw["augment"]["rotation"] = -5
+    raw["augment"]["zom"] = 0.1
+    raw["train"]["schedule"] = "onecycle"
+    raw["export"]["serve"] = "folds"
+    assert sorted(problems(raw)) == sorted([
+        "model.dropout: 1.5 is not allowed; expected a number from 0 to 0.9",
+        "augment.rotation: -5 is not allowed; expected a number from 0 to 45",
+        "augment.zom: unknown key; did you mean augment.zoom?",
+        "train.schedule: 'onecycle' is not allowed; expected one of constant, cosine",
+        "export.serve: 'folds' is not allowed; expected one of final, ensemble",
+    ])
+
+
+def test_a_params_typo_is_reported_before_tensorflow_or_mlflow_is_imported(tmp_path):
+    repo = copy_repo(tmp_path, params=None)
+    update_params(repo, {"train": {"epoch": 3}})
+    probe = ("import atexit, runpy, sys; atexit.register(lambda: print(sorted(m for m in ('tensorflow', 'mlflow', 'keras') if m in sys.modules)));"
+             " runpy.run_path(sys.argv[1], run_name='__main__')")
+    for stage in ("crossvalidate", "train", "export", "evaluate"):
+        result = run(repo, "python", "-c", probe, f"stages/{stage}.py", check=False, PYTHONPATH="src")
+        assert result.returncode == 2, stage
+        assert result.stderr.strip() == "error: params.yaml: train.epoch: unknown key; did you mean train.epochs?", stage
+        assert result.stdout.strip() == "[]", f"{stage} imported {result.stdout.strip()} before checking params"

@@ -22,8 +22,13 @@ def test_every_stage_wrote_its_outputs(pipeline):
     assert labels.dtype == np.uint8 and set(np.unique(labels)) == set(range(10))
     assert images.max() > 200, "raw 0-255 pixels: scaling belongs to the model"
     for path in ["models/model.keras", "models/export/model.tflite", "models/export/model.json", "models/export/model.weights.h5",
-                 "models/export/saved_model/saved_model.pb", "plots/cv_boxplot.png", "plots/cv_curves.png", "plots/misclassified.png"]:
+                 "models/export/saved_model/saved_model.pb", "models/export/final.tflite", "models/export/ensemble.tflite",
+                 "models/export/ensemble.keras", "plots/cv_boxplot.png", "plots/cv_curves.png", "plots/misclassified.png"]:
         assert (pipeline / path).stat().st_size > 0, path
+    folds = sorted(p.name for p in (pipeline / "models" / "folds").iterdir())
+    assert folds == [f"fold-{k}.keras" for k in range(1, TINY["cv"]["folds"] + 1)]
+    export = pipeline / "models" / "export"
+    assert (export / "model.tflite").read_bytes() == (export / "final.tflite").read_bytes(), "export.serve: final by default"
 
 
 def test_metrics(pipeline):
@@ -37,10 +42,12 @@ def test_metrics(pipeline):
     assert train["epochs"] == TINY["train"]["epochs"] and train["n_weights"] == 159_254
 
     export = read_json(pipeline / "metrics" / "export.json")
-    for name in ("saved_model", "tflite", "json_h5"):
+    for name in ("saved_model", "tflite", "json_h5", "ensemble_tflite"):
         assert export["parity"][name]["same_class"] == 1.0
         assert export["parity"][name]["max_probability_diff"] < 1e-4
     assert export["bytes"]["model.tflite"] > 500_000
+    assert export["ensemble_members"] == TINY["cv"]["folds"] + 1
+    assert export["bytes"]["ensemble.tflite"] > (TINY["cv"]["folds"] + 1) * 500_000
 
     evaluation = read_json(pipeline / "metrics" / "eval.json")
     assert evaluation["n_images"] == TINY["data"]["test_limit"]
@@ -48,6 +55,23 @@ def test_metrics(pipeline):
     assert set(evaluation["per_class"]) == {str(d) for d in range(10)}
     assert evaluation["n_photos"] == TINY["evaluate"]["photos"]
     assert evaluation["accuracy_photos"] > evaluation["accuracy_photos_naive"]
+    each = evaluation["test_accuracy"]
+    assert set(each) == {"final", "ensemble", *(f"fold_{k}" for k in range(1, TINY["cv"]["folds"] + 1))}
+    assert evaluation["served"] == "final" and each["final"] == evaluation["accuracy"]
+    assert all(0.5 < value <= 1 for value in each.values())
+
+
+def test_the_ensemble_averages_its_members(pipeline):
+    """The exported ensemble's probabilities are the mean of the fold models' and the final model's."""
+    from mnist_pipeline import export
+    from mnist_pipeline.predict import LiteRTModel
+
+    images = np.load(pipeline / "data" / "prepared" / "test_images.npy")[:100].astype("float32")
+    members = [export.load_keras(pipeline / "models" / "folds" / f"fold-{k}.keras") for k in range(1, TINY["cv"]["folds"] + 1)]
+    members.append(export.load_keras(pipeline / "models" / "model.keras"))
+    mean = np.mean([m.predict(images, verbose=0) for m in members], axis=0)
+    ensemble = LiteRTModel(pipeline / "models" / "export" / "ensemble.tflite").predict(images)
+    assert np.abs(ensemble - mean).max() < 1e-5
 
 
 def test_plot_data(pipeline):
@@ -76,6 +100,8 @@ def test_dvc_shows_metrics_and_renders_plots(pipeline, tmp_path):
     html = (out / "index.html").read_text()
     for title in ("Training loss", "Cross-validation accuracy by fold", "Confusion matrix", "cv_boxplot.png", "misclassified.png"):
         assert title in html, title
+    assert "<script src=" not in html and "cdn.jsdelivr" not in html, "the page loads nothing from the network"
+    assert "vega-embed 6.18.2" in html and "vegaEmbed(" in html
 
 
 def test_mlflow_runs(pipeline):
@@ -83,6 +109,9 @@ def test_mlflow_runs(pipeline):
     runs = mlflow.search_runs(experiment_names=["mnist-pipeline"], output_format="list")
     by_id = {r.info.run_id: r for r in runs}
     assert {r.data.tags["stage"] for r in runs} == set(STAGES)
+    assert len({r.data.tags["pipeline_run"] for r in runs}) == 1, "one `dvc repro`, one group in the UI"
+    experiment = mlflow.get_experiment_by_name("mnist-pipeline")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development", "the UI opens on training runs"
     commit = run(pipeline, "git", "rev-parse", "HEAD").stdout.strip()
     assert all(r.data.tags["git_commit"] == commit for r in runs)
 

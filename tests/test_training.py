@@ -11,6 +11,7 @@ import pytest
 from conftest import MIRROR, ROOT
 
 from mnist_pipeline import PipelineError, mnist, params, training
+from mnist_pipeline.params import Augment, Model
 
 # In a fresh process, since the thread setting must come before TensorFlow starts (as in crossvalidate).
 SIDE_BY_SIDE = """
@@ -72,14 +73,20 @@ def test_when_one_job_fails_the_others_stop_and_the_error_comes_through():
     assert outcome["long"].startswith("training stopped during epoch ") and outcome["long"].endswith(" of 10000")
 
 
-def test_a_job_resumed_from_its_checkpoint_ends_exactly_as_one_never_interrupted(tmp_path, capsys):
+STRONG = {"model": Model("bn_cnn", [32, 64, 64], 128, dropout=0.2), "augment": Augment(rotation=10, shift=0.1, zoom=0.1),
+          "schedule": "cosine"}
+
+
+@pytest.mark.parametrize("recipe", ["default", "strong"])
+def test_a_job_resumed_from_its_checkpoint_ends_exactly_as_one_never_interrupted(tmp_path, capsys, recipe):
     data = mnist.load_split(MIRROR, "train")
-    model_params = params.load(ROOT / "params.yaml").model
     shared = training.to_tensors(data.images, data.labels)
+    setup = {"model": params.load(ROOT / "params.yaml").model} if recipe == "default" else STRONG
 
     def prepare() -> training.Job:
-        return training.prepare(model_params, shared, np.arange(640), batch_size=32, optimizer="adam", learning_rate=1e-3,
-                                seed=1, validation_index=np.arange(640, 800))
+        return training.prepare(setup["model"], shared, np.arange(640), batch_size=32, optimizer="adam", learning_rate=1e-3,
+                                seed=1, validation_index=np.arange(640, 800), epochs=3, schedule=setup.get("schedule", "constant"),
+                                augment=setup.get("augment"))
 
     straight = prepare()
     straight_history = training.train(straight, 3)
@@ -95,3 +102,30 @@ def test_a_job_resumed_from_its_checkpoint_ends_exactly_as_one_never_interrupted
     assert all(np.array_equal(a, b) for a, b in zip(straight.model.get_weights(), resumed.model.get_weights()))
     assert all(np.array_equal(a, b) for a, b in zip(straight.model.optimizer.variables, resumed.model.optimizer.variables))
     assert [p.name for p in sorted(tmp_path.iterdir())] == ["checkpoint.json", "epoch-3.weights.h5"]
+
+
+def batches(dataset) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [(x.numpy(), y.numpy()) for x, y in dataset]
+
+
+def test_augmentation_is_drawn_from_the_seed_and_epoch_and_keeps_the_labels():
+    data = mnist.load_split(MIRROR, "train")
+    shared = training.to_tensors(data.images, data.labels)
+    index = np.arange(256)
+    augment = Augment(rotation=10, shift=0.1, zoom=0.1)
+
+    def epoch(seed, number, augment=augment):
+        return batches(training.dataset(shared, index, 64, shuffle_seed=(seed, number), augment=augment))
+
+    first, again, later, plain = epoch(1, 0), epoch(1, 0), epoch(1, 1), epoch(1, 0, augment=None)
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(first, again)), "same seed and epoch, same batches"
+    assert not np.array_equal(first[0][0], later[0][0]), "each epoch draws new distortions"
+    for (distorted, labels), (original, plain_labels) in zip(first, plain):
+        assert np.array_equal(labels, plain_labels), "augmentation keeps the order and the labels"
+        assert distorted.dtype == np.uint8 and distorted.shape == original.shape
+        changed = np.abs(distorted.astype(int) - original).mean(axis=(1, 2, 3))
+        assert (changed > 0).all() and np.median(changed) < 40, "distorted, but still the digit"
+        # a small distortion moves the digit's mass a little, not off the image
+        assert np.corrcoef(distorted.reshape(len(labels), -1).sum(1), original.reshape(len(labels), -1).sum(1))[0, 1] > 0.8
+    identity = training.distortions(Augment(), 4, np.random.default_rng(0))
+    assert np.allclose(identity, [[1, 0, 0, 0, 1, 0, 0, 0]] * 4)

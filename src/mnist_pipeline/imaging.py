@@ -150,11 +150,13 @@ def naive(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L").resize((SIZE, SIZE)), dtype=np.uint8)
 
 
-def photo_like(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+def photo_like(digit: np.ndarray, rng: np.random.Generator, thin_pen: bool | None = None) -> Image.Image:
     """An MNIST digit as a phone photo of it might look: dark ink on tinted, noisy paper,
     scaled up, off-centre in a larger frame, slightly rotated, JPEG-compressed. One in five is
-    written with a thin pen, small in a large frame, under light that falls off across the page."""
-    thin_pen = rng.random() < 0.2
+    written with a thin pen, small in a large frame, under light that falls off across the page
+    (`thin_pen` chooses for this one)."""
+    drawn = rng.random() < 0.2
+    thin_pen = drawn if thin_pen is None else thin_pen
     size = int(rng.integers(40, 91) if thin_pen else rng.integers(56, 161))
     alpha = np.asarray(Image.fromarray(digit.reshape(SIZE, SIZE)).resize((size, size), Image.Resampling.BICUBIC), np.float32) / 255
     if thin_pen:

@@ -198,6 +198,7 @@ def train(job: Job, epochs: int, on_epoch_end: EpochCallback | None = None, labe
         print(f"{label + ': ' if label else ''}resuming after epoch {done}/{epochs}, saved by an interrupted run", flush=True)
     for epoch in range(done, epochs):
         start = time.perf_counter()
+        reseed_dropout(job.model, epoch)
         result = job.model.fit(job.epoch(epoch), validation_data=job.validation, callbacks=[StopWhenSet(job.stop)],
                                shuffle=False, verbose=0)  # shuffle: the dataset is shuffled already
         if job.stop.is_set():  # the caller is giving up on this job
@@ -212,6 +213,17 @@ def train(job: Job, epochs: int, on_epoch_end: EpochCallback | None = None, labe
         if checkpoint:  # after on_epoch_end: a kill in between repeats an epoch's log rather than losing it
             save_checkpoint(job.model, history, checkpoint)
     return history
+
+
+def reseed_dropout(model: keras.Model, epoch: int) -> None:
+    """Start each dropout layer's random stream for this epoch at (its seed, epoch). Its seed
+    generator's state is not among the weights a checkpoint saves, so without this a resumed run
+    would drop other units than an uninterrupted one."""
+    for layer in model.layers:
+        generator = getattr(layer, "seed_generator", None)
+        if isinstance(generator, keras.random.SeedGenerator):
+            seed = generator.state.numpy()[0]  # the counter is the second element; the seed never changes
+            generator.state.assign(np.array([seed, epoch << 20], dtype=generator.state.dtype))
 
 
 def save_checkpoint(model: keras.Model, history: History, directory: Path) -> None:
