@@ -112,7 +112,7 @@ def test_workspace_temp_and_parallel_queued_experiments(tmp_path, mlflow_server)
     run(repo, "git", "commit", "-qm", "baseline")
 
     run(repo, "dvc", "exp", "run", "-n", "ws", "-S", "train.epochs=1")
-    run(repo, "dvc", "exp", "run", "--temp", "-n", "tmp", "-S", "train.batch_size=100")
+    run(repo, "dvc", "exp", "run", "--temp", "-n", "tmp", "-S", "train.batch_size=100", "-S", "export.serve=ensemble")
     for name, batch in (("q64", 64), ("q128", 128)):
         run(repo, "dvc", "exp", "run", "--queue", "-n", name, "-S", f"train.batch_size={batch}")
     try:
@@ -134,6 +134,9 @@ def test_workspace_temp_and_parallel_queued_experiments(tmp_path, mlflow_server)
         assert data["params"]["params.yaml"]["data"]["train"]["batch_size"] == batch
         evaluation = data["metrics"]["metrics/eval.json"]["data"]
         assert 0 < evaluation["accuracy"] <= 1 and "run_id" in evaluation["mlflow"]
+        assert set(evaluation["test_accuracy"]) >= {"final", "ensemble", "fold_1"}, "every model side by side"
+        served = "ensemble" if name == "tmp" else "final"
+        assert evaluation["served"] == served and evaluation["accuracy"] == evaluation["test_accuracy"][served]
 
     # workspace and --temp runs went to the main repo's SQLite store, not to temporary copies
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
@@ -144,6 +147,10 @@ def test_workspace_temp_and_parallel_queued_experiments(tmp_path, mlflow_server)
         run_id = experiments[name]["metrics"]["metrics/eval.json"]["data"]["mlflow"]["run_id"]
         assert any(r.info.run_id == run_id for r in local)
     assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db"))
+    # the ensemble that `tmp` served is the champion it registered
+    exported = experiments["tmp"]["metrics"]["metrics/export.json"]["data"]
+    champion = mlflow.MlflowClient().get_model_version_by_alias("mnist-cnn", "champion")
+    assert champion.source == f"models:/{exported['mlflow']['ensemble_model_id']}" == f"models:/{exported['mlflow']['served_model_id']}"
 
     # the two parallel queued experiments both landed, complete, in the server
     remote = server_runs(mlflow_server)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ import pytest
 from conftest import MIRROR
 from PIL import Image
 
-from mnist_pipeline import imaging, mnist
+from mnist_pipeline import cli, imaging, mnist
 from mnist_pipeline.predict import LiteRTModel
 
 CLI = [sys.executable, "-m", "mnist_pipeline.cli"]
@@ -120,6 +122,7 @@ def test_bad_images_fail_one_line_each_and_the_rest_are_predicted(tmp_path, tfli
     (tmp_path / "full.png").unlink()
     Image.new("L", (64, 64), 255).save(tmp_path / "blank.png")
     Image.new("1", (8000, 6000)).save(tmp_path / "bomb.png")
+    (tmp_path / "hostile.png").write_bytes(png_declaring(30_000, 30_000))
     result = predict("--json", "--model", str(tflite_model), str(tmp_path), str(tmp_path / "missing.png"))
     assert result.returncode == 1
     by_name = {Path(p["path"]).name: p for p in json.loads(result.stdout)}
@@ -128,8 +131,72 @@ def test_bad_images_fail_one_line_each_and_the_rest_are_predicted(tmp_path, tfli
     assert by_name["truncated.png"]["error"].startswith("corrupt or truncated image")
     assert by_name["blank.png"]["error"] == "no digit found (the image is blank)"
     assert by_name["bomb.png"]["error"] == "8000x6000 pixels is over the limit of 40,000,000"
+    assert by_name["hostile.png"]["error"] == "900,000,000 pixels is over the limit of 40,000,000"
     assert by_name["missing.png"]["error"].startswith("cannot open")
-    assert len(result.stderr.strip().splitlines()) == 5 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 6 and "Traceback" not in result.stderr
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A PNG of a few hundred bytes whose header declares width x height 1-bit pixels: what Pillow
+    calls a decompression bomb, refused by Image.open itself past twice its pixel limit."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = zlib.compress(b"".join(b"\x00" + bytes(width // 8) for _ in range(100)), 9)
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+
+def test_a_hostile_image_in_a_large_batch_costs_only_its_own_answer(tmp_path, tflite_model, test_digits):
+    """Past cli.PARALLEL_FROM images the batch is decoded in a process pool: one file must not sink it."""
+    images, _ = test_digits
+    for i, digit in enumerate(images):
+        Image.fromarray(digit).save(tmp_path / f"{i:03d}.png")
+    (tmp_path / "hostile.png").write_bytes(png_declaring(30_000, 30_000))
+    frames = [Image.fromarray(255 - np.kron(images[0], np.ones((4, 4), np.uint8))), Image.new("L", (112, 112), 255)]
+    frames[0].save(tmp_path / "animated.gif", save_all=True, append_images=frames[1:])
+    result = predict("--json", "--model", str(tflite_model), str(tmp_path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    by_name = {Path(p["path"]).name: p for p in json.loads(result.stdout)}
+    assert len(by_name) == len(images) + 2 >= cli.PARALLEL_FROM
+    assert by_name["hostile.png"]["error"] == "900,000,000 pixels is over the limit of 40,000,000"
+    assert "digit" in by_name["animated.gif"], "a multi-frame image is read from its first frame"
+    assert sum("digit" in p for p in by_name.values()) == len(images) + 1
+
+
+def test_thin_strokes_under_uneven_light_are_read_and_blank_pages_are_not(test_digits):
+    images, _ = test_digits
+    rng = np.random.default_rng(3)
+    restored = []
+    for digit in images[:100]:
+        photo = imaging.photo_like(digit, rng, thin_pen=True)
+        gray = np.asarray(photo.convert("L"), float)
+        assert gray.shape[0] >= 100 and np.ptp(np.percentile(gray, [5, 95])) > 15, "shaded paper, a small digit"
+        restored.append(imaging.to_mnist(photo))  # refused before: "no digit found (too little contrast)"
+    correlations = [np.corrcoef(r.ravel().astype(float), d.ravel().astype(float))[0, 1] for r, d in zip(restored, images)]
+    assert np.median(correlations) > 0.5, "a thinner stroke, but the same digit in the same place"
+    noise = np.random.default_rng(0)
+    for empty, reason in [
+        (Image.new("L", (64, 64), 255), "no digit found (the image is blank)"),
+        (Image.new("RGB", (200, 150), (120, 80, 200)), "no digit found (the image is blank)"),
+        (Image.fromarray(noise.integers(0, 256, (300, 300), dtype=np.uint8)), "no digit found (too little contrast)"),
+        (Image.fromarray(np.clip(noise.normal(200, 10, (300, 300)), 0, 255).astype(np.uint8)), "no digit found (too little contrast)"),
+        (Image.fromarray(np.tile(np.linspace(120, 230, 400), (300, 1)).astype(np.uint8)), "no digit found (too little contrast)"),
+    ]:
+        with pytest.raises(imaging.ImageError) as refused:
+            imaging.to_mnist(empty)
+        assert str(refused.value) == reason
+
+
+def test_the_ensemble_predicts_through_the_cli(tmp_path, pipeline, test_digits):
+    images, labels = test_digits
+    for i, digit in enumerate(images[:20]):
+        Image.fromarray(digit).save(tmp_path / f"{i:02d}.png")
+    ensemble = pipeline / "models" / "export" / "ensemble.tflite"
+    result = predict("--json", "--model", str(ensemble), str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    direct = LiteRTModel(ensemble).predict(images[:20]).argmax(1)
+    assert [p["digit"] for p in json.loads(result.stdout)] == direct.tolist()
 
 
 @pytest.mark.parametrize(

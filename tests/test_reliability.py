@@ -68,16 +68,26 @@ def test_killed_crossvalidation_resumes_each_fold_after_its_last_epoch_in_the_sa
     assert without_run_ids(read_json(repo / "metrics" / "cv.json")) == without_run_ids(cv)
 
 
-def test_killed_training_leaves_no_model_and_reruns_to_the_same_result(tmp_path, pipeline):
+def test_killed_training_resumes_after_its_last_epoch_in_the_same_mlflow_run(tmp_path, pipeline):
     repo = copy_repo(tmp_path / "repo")
-    kill_when(repo, lambda _, output: "training on" in output)
-    assert not (repo / "models" / "model.keras").exists()
+    kill_when(repo, lambda r, _: any(r.glob(".cache/train/*/checkpoint.json")))
+    assert not (repo / "models" / "model.keras").exists(), "no model until training has finished"
     assert not [p for p in repo.rglob(".model.keras*")], "no temporary file left behind"
-    status = run(repo, "dvc", "status").stdout
-    assert "train" in status
-    run(repo, "dvc", "repro")
+    [saved] = (repo / ".cache" / "train").iterdir()
+    run_id = (saved / "mlflow_run_id").read_text()
+    assert "train" in run(repo, "dvc", "status").stdout
+
+    resumed = run(repo, "dvc", "repro").stdout
+    assert "resuming after epoch 1/2, saved by an interrupted run" in resumed
+    assert "epoch 1/2:" not in resumed.split("Running stage 'train'")[1].split("Running stage")[0]
+    train = read_json(repo / "metrics" / "train.json")
+    assert train["mlflow"]["run_id"] == run_id, "the interrupted MLflow run goes on"
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(run_id, "loss")] == [1, 2]
     for name in ("cv.json", "train.json", "eval.json"):
         assert without_run_ids(read_json(repo / "metrics" / name)) == without_run_ids(read_json(pipeline / "metrics" / name)), name
+    assert not list(repo.glob(".cache/train/*")), "finished work clears its checkpoint"
 
 
 def test_a_keras_file_with_code_in_it_is_refused(tmp_path, pipeline):

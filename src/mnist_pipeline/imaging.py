@@ -115,11 +115,29 @@ def to_mnist(image: Image.Image) -> np.ndarray:
 
 
 def _without_shading(gray: np.ndarray) -> np.ndarray:
-    """The ink alone, on paper made even: a lighting gradient across a photo spreads the paper over
-    many grey levels, and a thin stroke's few pixels then drown in it. The paper's own brightness is
-    a grey opening wider than any stroke (a third of the image); the top-hat subtracts it."""
-    size = max(3, max(gray.shape) // 3)
-    return ndimage.white_tophat(gray, size=(size, size))
+    """The image with the paper made even. Light that falls off across a photo spreads the paper
+    over many grey levels, and a thin stroke's few pixels drown in them. The paper's brightness is
+    a smooth surface (a quadratic in x and y) fitted to the image's outer band, which is paper but
+    for a little ink that a few refits leave out; it is replaced by its median level."""
+    height, width = gray.shape
+    step = max(1, max(height, width) // 64)
+    rows, cols = np.mgrid[0:height:step, 0:width:step]
+    band = np.minimum.reduce([rows, cols, height - 1 - rows, width - 1 - cols]) < 0.15 * min(height, width)
+    terms = _quadratic_terms(rows[band] / height, cols[band] / width)
+    values = gray[rows[band], cols[band]]
+    keep = np.ones(len(values), bool)
+    for _ in range(3):  # ink lies far above the paper: fit, leave out what lies far above, fit again
+        coefficients = np.linalg.lstsq(terms[keep], values[keep], rcond=None)[0]
+        residuals = values - terms @ coefficients
+        spread = 1.4826 * np.median(np.abs(residuals[keep] - np.median(residuals[keep])))
+        keep = residuals < 2.5 * spread + 1
+    all_rows, all_cols = np.mgrid[0:height, 0:width]
+    paper = _quadratic_terms(all_rows / height, all_cols / width) @ coefficients
+    return gray - paper + np.median(paper)
+
+
+def _quadratic_terms(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1)
 
 
 def _without_specks(mask: np.ndarray) -> np.ndarray:
