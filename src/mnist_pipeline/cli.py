@@ -143,7 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--top-k", type=int, default=3, choices=range(1, 11), metavar="K", help="how many candidates to show (1-10)")
     p.add_argument("--json", action="store_true", help="print a JSON array, one object per image")
     p.add_argument("--debug-dir", type=Path, help="write the 28x28 image the model saw for each input here")
+    s = commands.add_parser("serve", help="a draw-a-digit page and a JSON API (POST /predict, GET /health)")
+    s.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=f"a .tflite model (default: {DEFAULT_MODEL})")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    s.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    s.add_argument("--workers", type=int, default=1, choices=range(1, 65), metavar="N", help="server processes (1-64, default 1)")
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
 
     try:
         paths = find_images(args.inputs)
@@ -166,6 +173,28 @@ def main(argv: list[str] | None = None) -> int:
         if r.error:
             print(f"mnist-pipeline: {r.path}: {r.error}", file=sys.stderr)
     return 1 if any(r.error for r in results) else 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from . import serve as server
+
+    try:
+        app = server.create_app(args.model)  # checks the model before anything listens
+    except PipelineError as exc:
+        print(f"mnist-pipeline: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(f"serving {args.model} at http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
+    if args.workers > 1:  # each worker process loads the model itself
+        os.environ[server.MODEL_ENV] = str(args.model)
+        app = "mnist_pipeline.serve:app_from_environment"
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, workers=args.workers, factory=args.workers > 1,
+                    log_level="warning", access_log=False)
+    except SystemExit as exc:  # uvicorn exits 1 when it cannot listen (port taken); it has said why
+        return int(exc.code or 1)
+    return 0
 
 
 def entry_point() -> None:

@@ -26,6 +26,10 @@ class ImageError(PipelineError):
     pass
 
 
+class TooLarge(ImageError):
+    """More pixels than MAX_PIXELS."""
+
+
 def open_image(path: Path | str) -> Image.Image:
     """Open and fully decode an image, with one clear error for anything that is not a usable image."""
     try:
@@ -35,11 +39,11 @@ def open_image(path: Path | str) -> Image.Image:
     except Image.DecompressionBombError as exc:  # Pillow's own guard, at twice its pixel limit: far over ours
         pixels = re.search(r"\((\d+) pixels\)", str(exc))
         size = f"{int(pixels[1]):,} pixels" if pixels else "the image"
-        raise ImageError(f"{size} is over the limit of {MAX_PIXELS:,}") from None
+        raise TooLarge(f"{size} is over the limit of {MAX_PIXELS:,}") from None
     except OSError as exc:
         raise ImageError(f"cannot open ({exc.strerror or exc})") from None
     if image.width * image.height > MAX_PIXELS:
-        raise ImageError(f"{image.width}x{image.height} pixels is over the limit of {MAX_PIXELS:,}")
+        raise TooLarge(f"{image.width}x{image.height} pixels is over the limit of {MAX_PIXELS:,}")
     try:
         image.load()
     except (OSError, SyntaxError, ValueError) as exc:
@@ -78,7 +82,7 @@ def to_mnist(image: Image.Image) -> np.ndarray:
     """A (28, 28) uint8 array, white digit on black, as MNIST's preprocessing would have made it."""
     if max(image.size) > WORKING_SIZE:
         image = image.copy()
-        image.thumbnail((WORKING_SIZE, WORKING_SIZE), Image.Resampling.LANCZOS)
+        image.thumbnail((WORKING_SIZE, WORKING_SIZE), Image.Resampling.BOX)  # area average: fast, no aliasing
     gray = grayscale(image)
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     if np.median(border) > 127:  # dark ink on light paper
@@ -131,8 +135,9 @@ def _without_shading(gray: np.ndarray) -> np.ndarray:
         residuals = values - terms @ coefficients
         spread = 1.4826 * np.median(np.abs(residuals[keep] - np.median(residuals[keep])))
         keep = residuals < 2.5 * spread + 1
-    all_rows, all_cols = np.mgrid[0:height, 0:width]
-    paper = _quadratic_terms(all_rows / height, all_cols / width) @ coefficients
+    y, x = np.arange(height)[:, None] / height, np.arange(width)[None, :] / width
+    c, cx, cy, cxx, cxy, cyy = coefficients
+    paper = c + cx * x + cy * y + cxx * x * x + cxy * x * y + cyy * y * y
     return gray - paper + np.median(paper)
 
 
