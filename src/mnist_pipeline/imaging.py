@@ -127,14 +127,18 @@ def _without_shading(gray: np.ndarray) -> np.ndarray:
     step = max(1, max(height, width) // 64)
     rows, cols = np.mgrid[0:height:step, 0:width:step]
     band = np.minimum.reduce([rows, cols, height - 1 - rows, width - 1 - cols]) < 0.15 * min(height, width)
-    terms = _quadratic_terms(rows[band] / height, cols[band] / width)
     values = gray[rows[band], cols[band]]
+    if np.ptp(values) < 2:  # even already: MNIST's black, a clean scan
+        return gray
+    terms = _quadratic_terms(rows[band] / height, cols[band] / width)
     keep = np.ones(len(values), bool)
     for _ in range(3):  # ink lies far above the paper: fit, leave out what lies far above, fit again
         coefficients = np.linalg.lstsq(terms[keep], values[keep], rcond=None)[0]
         residuals = values - terms @ coefficients
         spread = 1.4826 * np.median(np.abs(residuals[keep] - np.median(residuals[keep])))
-        keep = residuals < 2.5 * spread + 1
+        settled, keep = keep, residuals < 2.5 * spread + 1
+        if np.array_equal(settled, keep):
+            break
     y, x = np.arange(height)[:, None] / height, np.arange(width)[None, :] / width
     c, cx, cy, cxx, cxy, cyy = coefficients
     paper = c + cx * x + cy * y + cxx * x * x + cxy * x * y + cyy * y * y

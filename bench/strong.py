@@ -1,0 +1,136 @@
+"""Benchmark the strong recipe's training: images/s of the pipeline's loop with augmentation (one
+model, and five folds at once as crossvalidate trains them) against the same loop without it, and
+against a plain `model.fit` with Keras's own augmentation layers mapped over a tf.data pipeline (the
+usual way); each with its fraction of the float32 matmul roof. Writes bench/strong_results.json
+and prints Markdown.
+
+    python bench/strong.py [--images 9600] [--rounds 2]
+
+Each setup runs in its own process (thread settings are per process), in alternation, so all see
+the same machine; epochs of --images images per model after a warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+# The README's strong recipe (its `dvc exp run -n strong -S ...` command).
+STRONG = {
+    "model": {"name": "bn_cnn", "dense_units": 128, "dropout": 0.2},
+    "augment": {"rotation": 10, "shift": 0.1, "zoom": 0.1},
+    "cv": {"epochs": 10, "batch_size": 128, "learning_rate": 0.003, "schedule": "cosine"},
+}
+SETUPS = {  # name: (how, models at once, augmented)
+    "plain fit, Keras augmentation layers, one model": ("plain", 1, True),
+    "pipeline, one model, augmented": ("pipeline", 1, True),
+    "pipeline, one model, not augmented": ("pipeline", 1, False),
+    "pipeline, crossvalidate (5 folds at once), augmented": ("pipeline", 5, True),
+    "pipeline, crossvalidate (5 folds at once), not augmented": ("pipeline", 5, False),
+}
+
+
+def strong_params():
+    from mnist_pipeline import params
+
+    p = params.load(ROOT / "params.yaml")
+    return dataclasses.replace(p, **{name: dataclasses.replace(getattr(p, name), **values) for name, values in STRONG.items()})
+
+
+def speed(setup: str, n_images: int) -> float:
+    """In a fresh process: images/s of one setup over one epoch, after a warm-up."""
+    import keras
+    import tensorflow as tf
+    from helpers import MIRROR
+
+    from mnist_pipeline import mnist, models, params, training
+
+    how, n_models, augmented = SETUPS[setup]
+    if n_models > 1:
+        training.one_thread_per_op()
+    p = strong_params()
+    data = mnist.load_split(MIRROR, "train")
+    augment = p.augment if augmented else params.Augment()
+    if how == "plain":
+        keras.utils.set_random_seed(0)
+        model = models.build(p.model)
+        model.compile(training.make_optimizer("adam", p.cv.learning_rate), "sparse_categorical_crossentropy", metrics=["accuracy"])
+        distort = keras.Sequential([keras.layers.RandomRotation(augment.rotation / 360), keras.layers.RandomTranslation(augment.shift, augment.shift),
+                                    keras.layers.RandomZoom(augment.zoom)])
+        x, y = data.images[:n_images].astype("float32"), data.labels[:n_images]
+        batches = (tf.data.Dataset.from_tensor_slices((x, y)).shuffle(n_images).batch(p.cv.batch_size)
+                   .map(lambda a, b: (distort(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
+
+        def run(steps: int | None = None) -> None:
+            model.fit(batches, epochs=1, steps_per_epoch=steps, verbose=0)
+    else:
+        shared = training.to_tensors(data.images, data.labels)
+        jobs = {k: training.prepare(p.model, shared, np.arange(n_images), batch_size=p.cv.batch_size, optimizer="adam",
+                                    learning_rate=p.cv.learning_rate, schedule=p.cv.schedule, epochs=p.cv.epochs, augment=augment,
+                                    seed=k) for k in range(n_models)}
+
+        def run(steps: int | None = None) -> None:
+            if steps:
+                training.train_together(jobs, lambda _, job: job.model.fit(job.epoch(0), steps_per_epoch=steps, verbose=0))
+            else:
+                training.train_together(jobs, lambda key, job: training.train(job, 1, label=f"model {key}"))
+
+    run(steps=2 * training.STEPS_PER_EXECUTION)
+    start = time.perf_counter()
+    run()
+    return n_models * n_images / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=9600, help="images per model per timed epoch")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--speed", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.speed:
+        print(speed(args.speed, args.images))
+        return
+
+    from bench import _cpu_name, matmul_flops_per_second, training_flops_per_image
+
+    from mnist_pipeline import models
+
+    runs = {setup: [] for setup in SETUPS}
+    for _ in range(args.rounds):
+        for setup in SETUPS:
+            result = subprocess.run([sys.executable, __file__, "--speed", setup, "--images", str(args.images)], capture_output=True, text=True)
+            if result.returncode:
+                raise SystemExit(f"measuring {setup} failed:\n{result.stderr[-3000:]}")
+            runs[setup].append(float(result.stdout.strip().splitlines()[-1]))
+            print(f"  {setup}: {runs[setup][-1]:,.0f} images/s", file=sys.stderr)
+    mean = {setup: float(np.mean(values)) for setup, values in runs.items()}
+    flops = training_flops_per_image(models.build(strong_params().model))
+    roof = matmul_flops_per_second()
+    results = {"machine": _cpu_name(), "images_per_model": args.images, "runs": runs, "images_per_s": mean,
+               "training_flops_per_image": flops, "matmul_flops_per_s": roof}
+    (ROOT / "bench" / "strong_results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"Machine: {results['machine']}; roof {roof / 1e9:,.0f} GFLOP/s / {flops / 1e6:.1f} MFLOP per training image "
+          f"= {roof / flops:,.0f} images/s\n")
+    print("| strong recipe, batch 128 | images/s | fraction of roof |\n|---|---|---|")
+    for setup, rate in mean.items():
+        print(f"| {setup} | {rate:,.0f} | {rate * flops / roof:.0%} |")
+    for n in ("one model", "crossvalidate (5 folds at once)"):
+        ratio = mean[f"pipeline, {n}, augmented"] / mean[f"pipeline, {n}, not augmented"]
+        print(f"\nAugmented / not augmented, {n}: {ratio:.0%}", end="")
+    print(f"\nPipeline (one model, augmented) / plain fit with Keras layers: "
+          f"{mean['pipeline, one model, augmented'] / mean['plain fit, Keras augmentation layers, one model']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
