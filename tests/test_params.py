@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 
 import pytest
 import yaml
@@ -150,3 +151,11 @@ def test_a_params_typo_is_reported_before_tensorflow_or_mlflow_is_imported(tmp_p
         assert result.returncode == 2, stage
         assert result.stderr.strip() == "error: params.yaml: train.epoch: unknown key; did you mean train.epochs?", stage
         assert result.stdout.strip() == "[]", f"{stage} imported {result.stdout.strip()} before checking params"
+
+
+def test_the_benchmarks_run_without_the_test_extras():
+    """README command 1 installs no pytest: bench/ must not need it (it shares tests/helpers.py)."""
+    probe = ("import runpy, sys; sys.modules['pytest'] = None; sys.path[:0] = ['bench', 'tests'];"
+             " import bench, helpers, serve, strong; print(helpers.MIRROR.is_dir(), callable(strong.speed), callable(serve.load))")
+    result = run(ROOT, sys.executable, "-c", probe)
+    assert result.stdout.split() == ["True", "True", "True"]

@@ -114,6 +114,12 @@ def test_health_names_the_model_and_its_hash(server, tflite_model):
     assert health["dvc_lock"]["path"] == "models/export" and health["dvc_lock"]["md5"].endswith(".dir")
 
 
+def test_the_server_imports_neither_tensorflow_nor_mlflow():
+    probe = "import sys, mnist_pipeline.serve, mnist_pipeline.cli; print(sorted(m for m in ('tensorflow', 'keras', 'mlflow') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"
+
+
 def test_raw_and_multipart_bodies_answer_what_predict_json_answers(server, digits, tflite_model):
     paths = digits
     answers = expected(paths[:10], tflite_model)
