@@ -48,7 +48,7 @@ def test_every_problem_is_reported_once_with_what_is_allowed():
         "cv.epochs: missing; expected an integer >= 1",
         "train.learning_rate: 0 is not allowed; expected a number > 0",
         "train.batch_size: '32' is not allowed; expected an integer >= 1",
-        "model.name: 'resnet' is not allowed; expected one of seed_cnn",
+        "model.name: 'resnet' is not allowed; expected one of seed_cnn, bn_cnn",
         "data.train_limit: 70000 is not allowed; expected an integer from 100 to 60000 or null",
     ])
 

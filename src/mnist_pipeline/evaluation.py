@@ -74,15 +74,24 @@ def misclassified_grid(images: np.ndarray, labels: np.ndarray, predicted: np.nda
 
 def photo_accuracy(model, images: np.ndarray, labels: np.ndarray, n: int, seed: int) -> dict[str, float]:
     """Accuracy on ``n`` seeded photo-like renderings of test digits: through imaging.to_mnist,
-    and through the tutorial's naive grayscale-and-resize for comparison."""
+    and through the tutorial's naive grayscale-and-resize for comparison. A photo that to_mnist
+    refuses (no digit found) counts as a miss."""
     rng = np.random.default_rng(seed)
     index = rng.choice(len(labels), size=min(n, len(labels)), replace=False)
     photos = [imaging.photo_like(images[i], rng) for i in index]
-    ours = np.stack([imaging.to_mnist(photo) for photo in photos])
-    naive = np.stack([imaging.naive(photo) for photo in photos])
     truth = labels[index]
+    ours = []
+    for photo in photos:
+        try:
+            ours.append(imaging.to_mnist(photo))
+        except imaging.ImageError:
+            ours.append(None)
+    read = [i for i, array in enumerate(ours) if array is not None]
+    correct = (model.predict(np.stack([ours[i] for i in read])).argmax(1) == truth[read]).sum() if read else 0
+    naive = np.stack([imaging.naive(photo) for photo in photos])
     return {
-        "accuracy_photos": float((model.predict(ours).argmax(1) == truth).mean()),
+        "accuracy_photos": float(correct / len(index)),
         "accuracy_photos_naive": float((model.predict(naive).argmax(1) == truth).mean()),
         "n_photos": int(len(index)),
+        "n_photos_refused": len(index) - len(read),
     }
