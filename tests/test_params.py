@@ -97,7 +97,7 @@ def _imported_modules(path, seen=None) -> set[str]:
     names |= {n.strip() for group in re.findall(r"from mnist_pipeline import ([\w, ]+)", text) for n in group.split(",")}
     names |= set(re.findall(r"from \.(\w+) import", text))
     names |= {n.strip() for group in re.findall(r"from \. import ([\w, ]+)", text) for n in group.split(",") if n.strip()[0].islower()}
-    names.add("__init__")
+    names = {n for n in names if (ROOT / "src" / "mnist_pipeline" / f"{n}.py").is_file()} | {"__init__"}
     for name in names - seen:
         seen.add(name)
         _imported_modules(ROOT / "src" / "mnist_pipeline" / f"{name}.py", seen)
