@@ -8,6 +8,8 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import yaml
@@ -70,3 +72,18 @@ def read_json(path: Path) -> dict:
 def without_run_ids(metrics: dict) -> dict:
     """Metrics minus the MLflow ids, which are new for every run by design."""
     return {k: v for k, v in metrics.items() if k != "mlflow"}
+
+
+def wait_until_answers(url: str, process: subprocess.Popen, timeout: float) -> None:
+    """Poll `url` until it answers; fail if `process` exits first or nothing answers within `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except OSError:
+            if process.poll() is not None:
+                raise AssertionError(f"{process.args[0]} exited before {url} answered") from None
+            if time.monotonic() > deadline:
+                raise AssertionError(f"nothing answered {url} within {timeout:.0f} s") from None
+            time.sleep(0.2)

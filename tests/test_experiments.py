@@ -14,6 +14,7 @@ from pathlib import Path
 import mlflow
 import pytest
 from conftest import copy_repo, read_json, run
+from helpers import wait_until_answers
 
 
 def _free_port() -> int:
@@ -53,15 +54,7 @@ def mlflow_server(tmp_path):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("mlflow server did not start")
-                time.sleep(0.5)
+        wait_until_answers(f"{url}/health", process, timeout=120)
         yield url
     finally:
         process.terminate()

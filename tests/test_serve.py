@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import MIRROR, env_for
+from helpers import wait_until_answers
 from PIL import Image
 from playwright.sync_api import sync_playwright
 from test_predict import png_declaring
@@ -45,15 +46,7 @@ def server(tflite_model):
                                env=env_for(tflite_model.parent), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2).close()
-                break
-            except OSError:
-                assert process.poll() is None, process.stderr.read()
-                assert time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.1)
+        wait_until_answers(f"{url}/health", process, timeout=60)
         yield url
     finally:
         process.terminate()
@@ -260,15 +253,7 @@ def test_mlflow_serves_the_registered_champion(pipeline, tflite_model, digits):
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/ping", timeout=2).close()
-                break
-            except OSError:
-                assert process.poll() is None, "mlflow models serve exited"
-                assert time.monotonic() < deadline, "mlflow models serve did not start"
-                time.sleep(0.5)
+        wait_until_answers(f"{url}/ping", process, timeout=180)
         images = mnist.load_split(MIRROR, "t10k").images[:20].astype("float32")
         request = urllib.request.Request(f"{url}/invocations", data=json.dumps({"inputs": images.tolist()}).encode(),
                                          headers={"Content-Type": "application/json"})
