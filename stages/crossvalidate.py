@@ -2,7 +2,8 @@
 in models/folds/ (export averages them with the final model into the ensemble).
 
 All folds train at the same time in one process, each TensorFlow op on one thread, which keeps
-the cores busier than one fold at a time (training.one_thread_per_op). Under
+the cores busier than one fold at a time (training.one_thread_per_op). With a distribute.strategy
+other than none, the folds train one after another, each on all the devices. Under
 .cache/crossvalidate/<key>/fold-<k>/ each fold keeps a checkpoint after every epoch, its result
 when it is done, and the id of its MLflow run, so a run that was interrupted goes on from the
 last finished epoch of each fold, in the same MLflow runs. The key covers the parameters, the data
@@ -28,10 +29,14 @@ FOLD_MODELS = Path("models/folds")
 
 
 def main() -> None:
-    training.one_thread_per_op()
-    tracking.connect()
+    strategy = training.distribution(p.distribute)
+    side_by_side = p.distribute.strategy == "none"
+    if side_by_side:
+        training.one_thread_per_op()
+    chief = training.is_chief(strategy)
+    tracking.connect(enabled=chief)
     data = mnist.load_prepared(PREPARED, "train")
-    run_params = tracking.flat_params(model=p.model, augment=p.augment, cv=p.cv)
+    run_params = tracking.flat_params(model=p.model, augment=p.augment, cv=p.cv, distribute=p.distribute)
     cache = CACHE / stage.cache_key(run_params, [data.images, data.labels], [__file__, *stage.library_sources()])
     splits = list(KFold(p.cv.folds, shuffle=True, random_state=p.cv.random_state).split(data.labels))
     folds, todo = [], []
@@ -60,6 +65,7 @@ def main() -> None:
             augment=p.augment,
             seed=p.cv.random_state + fold,
             validation_index=val_index,
+            strategy=strategy,
         )
 
     with tracking.run("crossvalidate", run_params, resume_from=cache / "mlflow_run_id") as parent_id:
@@ -78,31 +84,42 @@ def main() -> None:
             return result
 
         jobs = {fold: prepare(fold) for fold in todo}  # one after another: the seed is process-wide
-        folds += training.train_together(jobs, train_fold)
+        if side_by_side:
+            folds += training.train_together(jobs, train_fold)
+        else:
+            folds += [train_fold(fold, job) for fold, job in jobs.items()]
         folds.sort(key=lambda f: f["fold"])
+        if chief:
+            save(folds, cache, parent_id)
+        else:
+            print("cross-validation done on this worker; the chief saves the fold models and logs the runs")
+    training.wait_for_all(strategy)
+    shutil.rmtree(cache, ignore_errors=True)  # on every worker: a later run starts afresh everywhere
 
-        accuracies = [f["accuracy"] for f in folds]
-        summary = {"accuracy_mean": float(np.mean(accuracies)), "accuracy_std": float(np.std(accuracies))}
-        tracking.log_metrics(summary)
-        stage.write_csv("plots/cv_folds.csv", ["fold", "accuracy", "loss"], [[f["fold"], f["accuracy"], f["loss"]] for f in folds])
-        stage.save_figure("plots/cv_boxplot.png", evaluation.fold_boxplot(accuracies))
-        stage.save_figure("plots/cv_curves.png", evaluation.fold_curves([f["history"] for f in folds]))
-        for plot in ("plots/cv_boxplot.png", "plots/cv_curves.png"):
-            tracking.log_artifact(plot)
-        with stage.atomic_path(FOLD_MODELS, directory=True) as tmp:
-            for f in folds:
-                shutil.copy(cache / f"fold-{f['fold']}" / "model.keras", tmp / f"fold-{f['fold']}.keras")
-        stage.write_json(
-            "metrics/cv.json",
-            summary
-            | {
-                "n_folds": len(folds),
-                "folds": {str(f["fold"]): {"accuracy": f["accuracy"], "loss": f["loss"]} for f in folds},
-                "mlflow": {"run_id": parent_id, "fold_run_ids": [f["mlflow_run_id"] for f in folds]},
-            },
-        )
+
+def save(folds: list[dict], cache: Path, parent_id: str) -> None:
+    """The fold models, the summary in metrics/cv.json and MLflow, and the plots."""
+    accuracies = [f["accuracy"] for f in folds]
+    summary = {"accuracy_mean": float(np.mean(accuracies)), "accuracy_std": float(np.std(accuracies))}
+    tracking.log_metrics(summary)
+    stage.write_csv("plots/cv_folds.csv", ["fold", "accuracy", "loss"], [[f["fold"], f["accuracy"], f["loss"]] for f in folds])
+    stage.save_figure("plots/cv_boxplot.png", evaluation.fold_boxplot(accuracies))
+    stage.save_figure("plots/cv_curves.png", evaluation.fold_curves([f["history"] for f in folds]))
+    for plot in ("plots/cv_boxplot.png", "plots/cv_curves.png"):
+        tracking.log_artifact(plot)
+    with stage.atomic_path(FOLD_MODELS, directory=True) as tmp:
+        for f in folds:
+            shutil.copy(cache / f"fold-{f['fold']}" / "model.keras", tmp / f"fold-{f['fold']}.keras")
+    stage.write_json(
+        "metrics/cv.json",
+        summary
+        | {
+            "n_folds": len(folds),
+            "folds": {str(f["fold"]): {"accuracy": f["accuracy"], "loss": f["loss"]} for f in folds},
+            "mlflow": {"run_id": parent_id, "fold_run_ids": [f["mlflow_run_id"] for f in folds]},
+        },
+    )
     print(f"cross-validation accuracy: {summary['accuracy_mean']:.4%} ± {summary['accuracy_std']:.4%} (n={len(folds)})")
-    shutil.rmtree(cache, ignore_errors=True)
 
 
 if __name__ == "__main__":

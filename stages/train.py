@@ -22,12 +22,15 @@ CACHE = Path(".cache/train")
 
 
 def main() -> None:
-    tracking.connect()
+    strategy = training.distribution(p.distribute)
+    chief = training.is_chief(strategy)
+    tracking.connect(enabled=chief)
     data = mnist.load_prepared(PREPARED, "train")
-    run_params = tracking.flat_params(model=p.model, augment=p.augment, train=p.train)
+    run_params = tracking.flat_params(model=p.model, augment=p.augment, train=p.train, distribute=p.distribute)
     cache = CACHE / stage.cache_key(run_params, [data.images, data.labels], [__file__, *stage.library_sources()])
     with tracking.run("train", run_params, resume_from=cache / "mlflow_run_id") as run_id:
-        print(f"training on {len(data.labels)} images for {p.train.epochs} epochs", flush=True)
+        replicas = f" on {strategy.num_replicas_in_sync} replicas" if p.distribute.strategy != "none" else ""
+        print(f"training on {len(data.labels)} images for {p.train.epochs} epochs{replicas}", flush=True)
         job = training.prepare(
             p.model,
             training.to_tensors(data.images, data.labels),
@@ -39,28 +42,35 @@ def main() -> None:
             epochs=p.train.epochs,
             augment=p.augment,
             seed=p.train.seed,
+            strategy=strategy,
         )
         history = training.train(job, p.train.epochs, tracking.log_epoch, checkpoint=cache)
-        model = job.model
-        with stage.atomic_path(MODEL) as tmp:
-            model.save(tmp)
-        model_id = tracking.log_keras_model(model, data.images[:8].astype("float32"))
-        epochs = range(1, p.train.epochs + 1)
-        stage.write_csv(
-            "plots/train_history.csv", ["epoch", "loss", "accuracy"], zip(epochs, history["loss"], history["accuracy"])
-        )
-        stage.write_json(
-            "metrics/train.json",
-            {
-                "train_loss": history["loss"][-1],
-                "train_accuracy": history["accuracy"][-1],
-                "epochs": p.train.epochs,
-                "n_images": len(data.labels),
-                "n_weights": model.count_params(),
-                "mlflow": {"run_id": run_id, "model_id": model_id},
-            },
-        )
-    shutil.rmtree(cache, ignore_errors=True)
+        if chief:
+            save(job.model, history, data, run_id)
+        else:
+            print("training done on this worker; the chief saves the model and logs the run")
+    training.wait_for_all(strategy)
+    shutil.rmtree(cache, ignore_errors=True)  # on every worker: a later run starts afresh everywhere
+
+
+def save(model, history: dict, data: mnist.Dataset, run_id: str) -> None:
+    """The model, its MLflow copy, the history plot data and metrics/train.json."""
+    with stage.atomic_path(MODEL) as tmp:
+        model.save(tmp)
+    model_id = tracking.log_keras_model(training.off_strategy(model), data.images[:8].astype("float32"))
+    epochs = range(1, p.train.epochs + 1)
+    stage.write_csv("plots/train_history.csv", ["epoch", "loss", "accuracy"], zip(epochs, history["loss"], history["accuracy"]))
+    stage.write_json(
+        "metrics/train.json",
+        {
+            "train_loss": history["loss"][-1],
+            "train_accuracy": history["accuracy"][-1],
+            "epochs": p.train.epochs,
+            "n_images": len(data.labels),
+            "n_weights": model.count_params(),
+            "mlflow": {"run_id": run_id, "model_id": model_id},
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ same checks.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
@@ -20,6 +21,7 @@ MODELS = ("seed_cnn", "bn_cnn")
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine")
 SERVED = ("final", "ensemble")
+STRATEGIES = ("none", "mirrored", "multi_worker")
 MNIST_TRAIN_SIZE, MNIST_TEST_SIZE = 60_000, 10_000
 
 
@@ -120,6 +122,17 @@ class Train:
 
 
 @dataclass(frozen=True)
+class Distribute:
+    """How crossvalidate and train spread over devices (tf.distribute); see the README's Scaling."""
+
+    strategy: str = _choice(STRATEGIES, default="none")
+    devices: list = _rule(
+        lambda v: isinstance(v, list) and all(isinstance(d, str) and re.fullmatch(r"/?(device:)?(cpu|gpu):\d+", d, re.I) for d in v),
+        "a list of devices such as /gpu:0 or /cpu:1", default=(),
+    )
+
+
+@dataclass(frozen=True)
 class Export:
     serve: str = _choice(SERVED, default="final")
 
@@ -132,7 +145,7 @@ class Evaluate:
 
 
 SECTIONS = {"download": Download, "data": Data, "model": Model, "augment": Augment, "cv": CV, "train": Train,
-            "export": Export, "evaluate": Evaluate}
+            "distribute": Distribute, "export": Export, "evaluate": Evaluate}
 
 
 @dataclass(frozen=True)
@@ -143,6 +156,7 @@ class Params:
     augment: Augment
     cv: CV
     train: Train
+    distribute: Distribute
     export: Export
     evaluate: Evaluate
 

@@ -67,8 +67,18 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def connect() -> None:
-    """Point MLflow at the store and experiment; raise TrackingError at once if a server is down."""
+_enabled = True
+
+
+def connect(enabled: bool = True) -> None:
+    """Point MLflow at the store and experiment; raise TrackingError at once if a server is down.
+
+    `enabled=False` (a multi-worker cluster's other workers: only the chief logs) makes run()
+    and the log functions do nothing."""
+    global _enabled
+    _enabled = enabled
+    if not enabled:
+        return
     uri = tracking_uri()
     if uri.startswith(("http://", "https://")):
         try:
@@ -122,13 +132,18 @@ def run(stage: str, params: dict[str, Any] | None = None, name: str | None = Non
     The active run is per thread, so a child run started in another thread names its parent.
 
     With `resume_from`, the run id is kept in that file, and a later attempt at the same work
-    continues that run (if the store still has it) instead of starting another.
+    continues that run (if the store still has it) instead of starting another. Yields None
+    when tracking is off (see connect).
     """
+    if not _enabled:
+        yield None
+        return
     tags = {"stage": stage, "git_commit": _git_commit(), "pipeline_run": pipeline_run()}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
     run_id = _resumable(resume_from)
-    with mlflow.start_run(run_id=run_id, run_name=name or stage, parent_run_id=parent_run_id, tags=tags) as active:
+    with mlflow.start_run(run_id=run_id, run_name=name or stage, parent_run_id=parent_run_id, nested=parent_run_id is not None,
+                          tags=tags) as active:
         if resume_from and run_id is None:
             with atomic_path(resume_from) as tmp:
                 tmp.write_text(active.info.run_id)
@@ -150,7 +165,8 @@ def _resumable(id_file: Path | None) -> str | None:
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None, model_id: str | None = None) -> None:
-    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step, model_id=model_id)
+    if _enabled:
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step, model_id=model_id)
 
 
 def log_epoch(epoch: int, logs: dict[str, float]) -> None:
@@ -159,7 +175,8 @@ def log_epoch(epoch: int, logs: dict[str, float]) -> None:
 
 
 def log_artifact(path: Path | str) -> None:
-    mlflow.log_artifact(str(path))
+    if _enabled:
+        mlflow.log_artifact(str(path))
 
 
 def log_keras_model(model, example_input) -> str:

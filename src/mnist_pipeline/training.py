@@ -4,6 +4,7 @@ several models trained side by side. Tracking comes in as a callback."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -20,7 +21,7 @@ with quiet_native_stderr():  # TensorFlow's start-up banner (see quiet_native_st
     import tensorflow as tf
 
 from .models import INPUT_SHAPE, build
-from .params import Augment, Model
+from .params import Augment, Distribute, Model
 
 # Several batches per call into TensorFlow: same batches and maths, far less Python per step.
 STEPS_PER_EXECUTION = 16
@@ -45,6 +46,73 @@ def seed_everything(seed: int) -> None:
     keras.utils.set_random_seed(seed)
     if tf.config.list_physical_devices("GPU"):
         tf.config.experimental.enable_op_determinism()
+
+
+def distribution(params: Distribute) -> tf.distribute.Strategy:
+    """The tf.distribute strategy `params` names. Call it before TensorFlow runs anything: it may
+    split the CPU into logical devices, and a multi-worker strategy must start before any op.
+
+    `none` is TensorFlow's default strategy, under which Keras trains exactly as without one. The
+    others keep the params' batch size as the global batch: each step, every replica computes the
+    gradient of its share (batch_size / replicas) and the all-reduced sum updates every copy of the
+    weights, so the learning rate means what it means on one device.
+    """
+    if params.strategy == "none":
+        return tf.distribute.get_strategy()
+    if params.strategy == "mirrored":
+        cpus = [int(d.rsplit(":", 1)[1]) for d in params.devices if "cpu" in d.lower()]
+        if cpus and max(cpus) > 0:  # e.g. two logical CPUs to try mirrored without a GPU
+            tf.config.set_logical_device_configuration(
+                tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * (max(cpus) + 1))
+        return tf.distribute.MirroredStrategy(list(params.devices) or None)
+    if not os.environ.get("TF_CONFIG"):
+        raise PipelineError("distribute.strategy is multi_worker but TF_CONFIG is not set: set it on every machine to "
+                            "the cluster and that machine's task (README: Scaling)")
+    return _MultiWorkerMirroredStrategy()
+
+
+class _MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """MultiWorkerMirroredStrategy with two gaps of Keras 3's fit closed (keras-team/keras#20585):
+    Keras reduces each scalar metric with axis=0 and a sample (uint8 images, labels) batch as one
+    structure, and the collective reduce takes neither scalars with an axis nor uint8."""
+
+    def reduce(self, reduce_op, value, axis):
+        def reduce_one(v):
+            local = self.experimental_local_results(v)[0]
+            one_axis = None if local.shape.rank == 0 else axis
+            if local.dtype.is_integer and local.dtype.size < 4:
+                wide = self.run(tf.function(lambda t: tf.cast(t, tf.int32)), args=(v,))
+                return tf.cast(super(_MultiWorkerMirroredStrategy, self).reduce(reduce_op, wide, one_axis), local.dtype)
+            return super(_MultiWorkerMirroredStrategy, self).reduce(reduce_op, v, one_axis)
+
+        return tf.nest.map_structure(reduce_one, value)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the outputs and logs to MLflow: always, but on the other
+    workers of a multi-worker cluster."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker" and resolver.task_id == 0)
+
+
+def wait_for_all(strategy: tf.distribute.Strategy) -> None:
+    """Under multi_worker, return once every worker has got here (a one-number all-reduce): a
+    worker that exits while the chief still saves is reported as crashed by TensorFlow."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        strategy.reduce("SUM", strategy.run(tf.function(lambda: tf.constant(1))), axis=None)
+
+
+def off_strategy(model: keras.Model) -> keras.Model:
+    """The model as a plain one outside any strategy, to predict with in this process alone: under
+    multi_worker, the trained model's predict is a collective step that waits for the other workers."""
+    if not isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return model
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def make_optimizer(name: str, learning_rate: float, schedule: str = "constant", steps_per_epoch: int = 1,
@@ -111,6 +179,9 @@ def dataset(examples: Examples, index: np.ndarray, batch_size: int, shuffle_seed
     options = tf.data.Options()
     options.autotune.enabled = False
     options.threading.private_threadpool_size = 1
+    # Under a strategy each replica gets its share of every batch; across workers, its share of the
+    # batches' elements (each worker holds all the data, so nothing is read twice).
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     slices = index
     if shuffle_seed is not None:
         rng = np.random.default_rng(list(shuffle_seed))
@@ -127,13 +198,15 @@ def dataset(examples: Examples, index: np.ndarray, batch_size: int, shuffle_seed
 
 
 def compile_model(model_params: Model, optimizer: keras.optimizers.Optimizer, seed: int) -> keras.Model:
+    """Build and compile under the current strategy's scope, if any."""
     seed_everything(seed)
     model = build(model_params)
     model.compile(
         optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
-        steps_per_execution=STEPS_PER_EXECUTION,
+        # Keras's loop of several steps per call fails under tf.distribute (placeholder errors)
+        steps_per_execution=1 if tf.distribute.has_strategy() else STEPS_PER_EXECUTION,
     )
     return model
 
@@ -149,6 +222,7 @@ class Job:
     seed: int
     validation: tf.data.Dataset | None
     augment: Augment | None = None
+    strategy: tf.distribute.Strategy = field(default_factory=tf.distribute.get_strategy)
     stop: threading.Event = field(default_factory=threading.Event)  # set: training ends at its next step
 
     def epoch(self, number: int) -> tf.data.Dataset:
@@ -170,15 +244,19 @@ def prepare(
     schedule: str = "constant",
     epochs: int = 1,
     augment: Augment | None = None,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> Job:
     """Build the model from a seed, to train on the `examples` at `index` (distorted as `augment`
     says) and validate on those at `validation_index`. `epochs` is what the learning-rate
     `schedule` spans. The seed is process-wide, so prepare jobs one after another, then train
-    them in any order or at the same time."""
+    them in any order or at the same time. Under a `strategy` (see distribution) the model
+    trains on its devices."""
+    strategy = strategy or tf.distribute.get_strategy()
     steps_per_epoch = -(-len(index) // batch_size)
-    model = compile_model(model_params, make_optimizer(optimizer, learning_rate, schedule, steps_per_epoch, epochs), seed)
+    with strategy.scope():  # the default strategy's scope changes nothing
+        model = compile_model(model_params, make_optimizer(optimizer, learning_rate, schedule, steps_per_epoch, epochs), seed)
     val = None if validation_index is None else dataset(examples, validation_index, VALIDATION_BATCH, shuffle_seed=None)
-    return Job(model, examples, index, batch_size, seed, val, augment)
+    return Job(model, examples, index, batch_size, seed, val, augment, strategy)
 
 
 def train(job: Job, epochs: int, on_epoch_end: EpochCallback | None = None, label: str | None = None,
@@ -193,7 +271,8 @@ def train(job: Job, epochs: int, on_epoch_end: EpochCallback | None = None, labe
     inside one `fit` that has already been given its data, and it keeps no history.)
     """
     prefix = f"{label} " if label else ""
-    history, done = load_checkpoint(job.model, checkpoint) if checkpoint else ({}, 0)
+    with job.strategy.scope():  # the optimizer's variables a checkpoint restores are made on its devices
+        history, done = load_checkpoint(job.model, checkpoint) if checkpoint else ({}, 0)
     if done:
         print(f"{label + ': ' if label else ''}resuming after epoch {done}/{epochs}, saved by an interrupted run", flush=True)
     for epoch in range(done, epochs):
