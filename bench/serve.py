@@ -3,6 +3,10 @@ concurrent clients (each a keep-alive connection), for one 28x28 PNG and one 1-m
 per request; and the time from starting the server to its first answer. Writes
 bench/serve_results.json and prints Markdown.
 
+The load comes from `wrk` (Debian's package) where it is installed: a C client takes a small
+share of the cores the server shares with it. Without it, Python threads post the requests, which
+on 2 cores takes much of the CPU the server would have (the results say which was used).
+
     python bench/serve.py [--model models/export/model.tflite] [--workers 1 2] [--seconds 5]
 
 Needs a model: run `dvc repro` first, or pass --model.
@@ -17,8 +21,11 @@ import json
 import os
 import platform
 import socket
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -102,6 +109,27 @@ def load(port: int, body: bytes, clients: int, seconds: float) -> dict:
             "p50_ms": float(np.percentile(every, 50) * 1000), "p99_ms": float(np.percentile(every, 99) * 1000)}
 
 
+def load_wrk(port: int, body: bytes, clients: int, seconds: float) -> dict:
+    """The same measurement with wrk: `clients` keep-alive connections over up to 2 threads."""
+    with tempfile.TemporaryDirectory() as scratch:
+        (Path(scratch) / "body").write_bytes(body)
+        script = Path(scratch) / "post.lua"
+        script.write_text(f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/octet-stream"\n'
+                          f'local f = io.open("{Path(scratch) / "body"}", "rb")\nwrk.body = f:read("*a")\nf:close()\n')
+        out = subprocess.run(["wrk", f"-t{min(clients, 2)}", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script),
+                              f"http://127.0.0.1:{port}/predict"], capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+
+    def latency_ms(percent: str) -> float:
+        value, unit = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
+        return float(value) * {"us": 1e-3, "ms": 1, "s": 1e3}[unit]
+
+    return {"requests": int(re.search(r"(\d+) requests in", out)[1]),
+            "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]),
+            "p50_ms": latency_ms("50"), "p99_ms": latency_ms("99")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "export" / "model.tflite")
@@ -111,24 +139,27 @@ def main() -> None:
     if not args.model.is_file():
         raise SystemExit(f"no model at {args.model}: run `dvc repro` first, or pass --model")
     bodies = payloads()
+    generator = "wrk" if shutil.which("wrk") else "python threads"
+    measure = load_wrk if generator == "wrk" else load
     rows, starts = [], {}
     for workers in args.workers:
         process, port, starts[workers] = start(args.model, workers, bodies["28x28 PNG"])
         try:
             for name, body in bodies.items():
-                load(port, body, 16, 1)  # warm-up
+                measure(port, body, 16, 1)  # warm-up
                 for clients in (1, 16):
                     row = {"workers": workers, "image": name, "bytes": len(body), "clients": clients,
-                           **load(port, body, clients, args.seconds)}
+                           **measure(port, body, clients, args.seconds)}
                     rows.append(row)
                     print(f"  {row}", file=sys.stderr)
         finally:
             process.terminate()
             process.wait()
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    results = {"machine": machine, "model": str(args.model), "start_to_first_answer_s": starts, "rows": rows}
+    results = {"machine": machine, "model": str(args.model), "load_generator": generator, "start_to_first_answer_s": starts,
+               "rows": rows}
     (ROOT / "bench" / "serve_results.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"Machine: {machine}; start to first answer: "
+    print(f"Machine: {machine}; load from {generator}; start to first answer: "
           + ", ".join(f"{s:.2f} s ({w} worker{'s' if w > 1 else ''})" for w, s in starts.items()))
     print("\n| workers | image | clients | requests/s | p50 (ms) | p99 (ms) |\n|---|---|---|---|---|---|")
     for r in rows:

@@ -3,14 +3,19 @@ so that `python bench/bench.py` runs in the environment the README's command 1 m
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 
@@ -87,3 +92,60 @@ def wait_until_answers(url: str, process: subprocess.Popen, timeout: float) -> N
             if time.monotonic() > deadline:
                 raise AssertionError(f"nothing answered {url} within {timeout:.0f} s") from None
             time.sleep(0.2)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _postgres_bin(name: str) -> str:
+    found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
+    if not found:
+        raise AssertionError(f"PostgreSQL's {name} is not installed (Debian: apt-get install postgresql; .ci/run does it)")
+    return found
+
+
+@contextlib.contextmanager
+def postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster listening on 127.0.0.1 only, with an empty database `mlflow`;
+    yields its URI and deletes the cluster afterwards. PostgreSQL refuses to run as root, so as root
+    the server runs as the `postgres` user Debian's package makes."""
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    directory = Path(tempfile.mkdtemp(prefix="mlflow-postgres-"))  # not under pytest's root-only tmp
+    if as_user:
+        shutil.chown(directory, "postgres")
+    data, port = directory / "data", free_port()
+    quiet = {"stdout": subprocess.DEVNULL, "check": True}
+    try:
+        subprocess.run([*as_user, _postgres_bin("initdb"), "-D", data, "-U", "mlflow", "--auth=trust", "-E", "UTF8"], **quiet)
+        subprocess.run([*as_user, _postgres_bin("pg_ctl"), "-D", data, "-l", directory / "server.log", "-w", "start", "-o",
+                        f"-c listen_addresses=127.0.0.1 -p {port} -k {directory} -c fsync=off"], **quiet)
+        try:
+            subprocess.run([_postgres_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "mlflow", "mlflow"], **quiet)
+            yield f"postgresql://mlflow@127.0.0.1:{port}/mlflow"
+        finally:
+            subprocess.run([*as_user, _postgres_bin("pg_ctl"), "-D", data, "-m", "fast", "-w", "stop"], **quiet)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def mlflow_server(backend_store_uri: str, artifacts: Path) -> Iterator[str]:
+    """`mlflow server` on 127.0.0.1 over that store, serving the artifacts itself from `artifacts`
+    (clients need no access to its disk); yields its URL and stops it afterwards."""
+    port = free_port()
+    artifacts.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", backend_store_uri, "--artifacts-destination", str(artifacts)],
+        cwd=artifacts, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answers(f"{url}/health", process, timeout=180)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -4,9 +4,6 @@ real `mlflow server` on 127.0.0.1: every experiment lands with its metrics and i
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -14,13 +11,8 @@ from pathlib import Path
 import mlflow
 import pytest
 from conftest import copy_repo, read_json, run
-from helpers import wait_until_answers
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from helpers import free_port, postgres
+from helpers import mlflow_server as mlflow_server_on
 
 
 def api(server: str, path: str, body: dict | None = None) -> dict:
@@ -39,45 +31,27 @@ def server_runs(server: str) -> list[dict]:
     for r in runs:
         r["tags"] = {t["key"]: t["value"] for t in r["data"].get("tags", [])}
         r["metrics"] = {m["key"]: m["value"] for m in r["data"].get("metrics", [])}
+        r["params"] = {p["key"]: p["value"] for p in r["data"].get("params", [])}
     return runs
+
+
+def artifact(server: str, run: dict, path: str) -> bytes:
+    """An artifact downloaded from the server itself (it proxies its artifact store)."""
+    root = run["info"]["artifact_uri"].removeprefix("mlflow-artifacts:")
+    with urllib.request.urlopen(f"{server}/api/2.0/mlflow-artifacts/artifacts{root}/{path}", timeout=30) as response:
+        return response.read()
 
 
 @pytest.fixture
 def mlflow_server(tmp_path):
-    port = _free_port()
-    store = tmp_path / "server"
-    store.mkdir()
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}", "--artifacts-destination", str(store / "artifacts")],
-        cwd=store, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_answers(f"{url}/health", process, timeout=120)
+    """A team's tracking server: `mlflow server` on a real PostgreSQL, serving the artifacts itself."""
+    with postgres() as database, mlflow_server_on(database, tmp_path / "server-artifacts") as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def test_pipeline_against_a_tracking_server(tmp_path, mlflow_server):
-    repo = copy_repo(tmp_path / "repo")
-    run(repo, "dvc", "repro", MLFLOW_TRACKING_URI=mlflow_server)
-    assert not (repo / "mlflow.db").exists(), "the server, not the embedded store, got the runs"
-    runs = server_runs(mlflow_server)
-    cv = read_json(repo / "metrics" / "cv.json")
-    children = [r for r in runs if r["tags"].get("mlflow.parentRunId") == cv["mlflow"]["run_id"]]
-    assert sorted(r["info"]["run_id"] for r in children) == sorted(cv["mlflow"]["fold_run_ids"])
-    assert all(r["info"]["status"] == "FINISHED" for r in runs)
-    alias = api(mlflow_server, "registered-models/alias?name=mnist-cnn&alias=champion")["model_version"]
-    assert alias["version"] == str(read_json(repo / "metrics" / "eval.json")["mlflow"]["model_version"])
-    assert alias["source"] == f"models:/{read_json(repo / 'metrics' / 'train.json')['mlflow']['model_id']}"
 
 
 def test_an_unreachable_tracking_server_fails_fast_with_one_line(tmp_path):
     repo = copy_repo(tmp_path)
-    closed = f"http://127.0.0.1:{_free_port()}"
+    closed = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
     result = run(repo, "python", "stages/train.py", check=False, PYTHONPATH="src", MLFLOW_TRACKING_URI=closed)
     assert time.monotonic() - started < 30
@@ -99,8 +73,12 @@ def _wait_for_queue(repo: Path, timeout: float = 900) -> str:
 
 
 def test_workspace_temp_and_parallel_queued_experiments(tmp_path, mlflow_server):
+    """The baseline and two experiments queued at once log to the team's server on PostgreSQL;
+    a workspace and a --temp experiment to the repo's own SQLite store."""
     repo = copy_repo(tmp_path / "repo")
-    run(repo, "dvc", "repro")
+    run(repo, "dvc", "repro", MLFLOW_TRACKING_URI=mlflow_server)
+    assert not (repo / "mlflow.db").exists() and not (repo / "mlartifacts").exists(), "all went to the server"
+    logged = {name: read_json(repo / "metrics" / f"{name}.json") for name in ("cv", "train", "export", "eval")}
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "baseline")
 
@@ -145,8 +123,9 @@ def test_workspace_temp_and_parallel_queued_experiments(tmp_path, mlflow_server)
     champion = mlflow.MlflowClient().get_model_version_by_alias("mnist-cnn", "champion")
     assert champion.source == f"models:/{exported['mlflow']['ensemble_model_id']}" == f"models:/{exported['mlflow']['served_model_id']}"
 
-    # the two parallel queued experiments both landed, complete, in the server
     remote = server_runs(mlflow_server)
+    _assert_baseline_on_server(mlflow_server, remote, logged)
+    # the two parallel queued experiments both landed, complete, in the server
     for name in ("q64", "q128"):
         mine = [r for r in remote if r["tags"].get("dvc.exp_name") == name]
         assert {r["tags"]["stage"] for r in mine} >= {"train", "export", "evaluate"}, name
@@ -154,3 +133,35 @@ def test_workspace_temp_and_parallel_queued_experiments(tmp_path, mlflow_server)
         run_id = experiments[name]["metrics"]["metrics/eval.json"]["data"]["mlflow"]["run_id"]
         evaluate_run = next(r for r in mine if r["info"]["run_id"] == run_id)
         assert evaluate_run["metrics"]["accuracy"] == pytest.approx(experiments[name]["metrics"]["metrics/eval.json"]["data"]["accuracy"])
+    versions = api(mlflow_server, "model-versions/search?filter=name%3D%27mnist-cnn%27")["model_versions"]
+    assert len(versions) == 3, "the baseline and both queued experiments registered their champion"
+    alias = api(mlflow_server, "registered-models/alias?name=mnist-cnn&alias=champion")["model_version"]
+    assert alias["version"] == str(max(int(v["version"]) for v in versions))
+
+
+def _assert_baseline_on_server(server: str, runs: list[dict], baseline: dict) -> None:
+    """Every run, metric, artifact and model of the baseline `dvc repro` is on the server."""
+    by_id = {r["info"]["run_id"]: r for r in runs}
+    cv_run = by_id[baseline["cv"]["mlflow"]["run_id"]]
+    assert cv_run["metrics"]["accuracy_mean"] == pytest.approx(baseline["cv"]["accuracy_mean"])
+    children = [r for r in runs if r["tags"].get("mlflow.parentRunId") == cv_run["info"]["run_id"]]
+    assert sorted(r["info"]["run_id"] for r in children) == sorted(baseline["cv"]["mlflow"]["fold_run_ids"])
+    for child in children:
+        fold = baseline["cv"]["folds"][child["params"]["fold"]]
+        assert child["metrics"]["val_accuracy"] == pytest.approx(fold["accuracy"]), "the last epoch's held-out score"
+    assert artifact(server, cv_run, "cv_boxplot.png").startswith(b"\x89PNG")
+    train_run = by_id[baseline["train"]["mlflow"]["run_id"]]
+    assert train_run["metrics"]["accuracy"] == pytest.approx(baseline["train"]["train_accuracy"])
+    assert train_run["params"]["train.epochs"] == str(baseline["train"]["epochs"])
+    evaluate_run = by_id[baseline["eval"]["mlflow"]["run_id"]]
+    assert evaluate_run["metrics"]["accuracy"] == pytest.approx(baseline["eval"]["accuracy"])
+    assert artifact(server, evaluate_run, "misclassified.png").startswith(b"\x89PNG")
+    assert len({r["tags"]["pipeline_run"] for r in (cv_run, train_run, evaluate_run)}) == 1, "one group in the UI"
+    assert all(r["info"]["status"] == "FINISHED" for r in runs)
+    for model_id in (baseline["train"]["mlflow"]["model_id"], baseline["export"]["mlflow"]["ensemble_model_id"]):
+        root = api(server, f"logged-models/{model_id}")["model"]["info"]["artifact_uri"].removeprefix("mlflow-artifacts:")
+        with urllib.request.urlopen(f"{server}/api/2.0/mlflow-artifacts/artifacts{root}/MLmodel", timeout=30) as response:
+            assert b"keras" in response.read()
+    version = baseline["eval"]["mlflow"]["model_version"]
+    registered = api(server, f"model-versions/get?name=mnist-cnn&version={version}")["model_version"]
+    assert registered["source"] == f"models:/{baseline['export']['mlflow']['served_model_id']}"
