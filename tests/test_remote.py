@@ -25,7 +25,7 @@ def _experiment_metrics(repo, name: str) -> dict:
 
 def test_a_teammate_pulls_instead_of_training(tmp_path, pipeline):
     origin, storage = tmp_path / "origin.git", tmp_path / "dvc-storage"
-    run(tmp_path, "git", "init", "-q", "--bare", str(origin))
+    run(tmp_path, "git", "init", "-q", "--bare", "-b", "main", str(origin))
     alice = tmp_path / "alice"
     shutil.copytree(pipeline, alice, symlinks=True)  # her repo, after `dvc repro`
     run(alice, "dvc", "remote", "add", "-d", "storage", str(storage))
@@ -46,7 +46,7 @@ def test_a_teammate_pulls_instead_of_training(tmp_path, pipeline):
     assert (bob / "models" / "export" / "model.tflite").read_bytes() == (alice / "models" / "export" / "model.tflite").read_bytes()
     images = np.load(bob / "data" / "prepared" / "test_images.npy")
     Image.fromarray(images[0, :, :, 0]).save(tmp_path / "digit.png")
-    answer = json.loads(run(bob, "mnist-pipeline", "predict", "--json", str(tmp_path / "digit.png")).stdout)
+    [answer] = json.loads(run(bob, "mnist-pipeline", "predict", "--json", str(tmp_path / "digit.png")).stdout)
     assert answer["digit"] in range(10) and 0 < answer["confidence"] <= 1
 
     # an experiment Alice ran reaches Bob with its metrics and outputs
