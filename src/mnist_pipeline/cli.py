@@ -17,6 +17,7 @@ from . import PipelineError, imaging
 
 DEFAULT_MODEL = Path("models/export/model.tflite")
 MODEL_TYPES = (".tflite", ".keras")
+SERVE_MODEL_ENV = "MNIST_PIPELINE_MODEL"  # how `serve --workers N` names the model to each worker process
 PARALLEL_FROM = 200  # images; below this a process pool costs more than it saves
 
 
@@ -80,6 +81,19 @@ def load_model(path: Path):
             return model.predict(np.asarray(images, np.float32), batch_size=256, verbose=0)
 
     return KerasModel()
+
+
+def load_served_model(path: Path):
+    """The LiteRT model `serve` runs (.tflite only: no TensorFlow), or a UsageError."""
+    check_model_path(path)
+    if path.suffix != ".tflite":
+        raise UsageError(f"--model {path}: serve runs .tflite models (LiteRT, no TensorFlow); export one with `dvc repro`")
+    from .predict import LiteRTModel
+
+    try:
+        return LiteRTModel(path, batch_size=1, threads=1)  # one image: threads would only wait on each other
+    except (ValueError, RuntimeError) as exc:
+        raise UsageError(f"--model {path}: not a valid TFLite model ({exc})") from None
 
 
 def _prepare(path: Path) -> np.ndarray | str:
@@ -178,17 +192,19 @@ def main(argv: list[str] | None = None) -> int:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from . import serve as server
+    try:  # the model is checked before anything listens
+        if args.workers > 1:  # each worker process builds the app and loads the model itself
+            load_served_model(args.model)
+            os.environ[SERVE_MODEL_ENV] = str(args.model)
+            app = "mnist_pipeline.serve:app_from_environment"
+        else:
+            from .serve import create_app
 
-    try:
-        app = server.create_app(args.model)  # checks the model before anything listens
+            app = create_app(args.model)
     except PipelineError as exc:
         print(f"mnist-pipeline: error: {exc}", file=sys.stderr)
         return exc.exit_code
     print(f"serving {args.model} at http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
-    if args.workers > 1:  # each worker process loads the model itself
-        os.environ[server.MODEL_ENV] = str(args.model)
-        app = "mnist_pipeline.serve:app_from_environment"
     try:
         uvicorn.run(app, host=args.host, port=args.port, workers=args.workers, factory=args.workers > 1,
                     log_level="warning", access_log=False)

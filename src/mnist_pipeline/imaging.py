@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
-from scipy import ndimage
 
 from . import PipelineError
 
@@ -165,6 +164,8 @@ def _quadratic_terms(y: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 def _without_specks(mask: np.ndarray) -> np.ndarray:
     """Drop connected blobs far smaller than the largest stroke: noise, dust, paper texture."""
+    from scipy import ndimage  # here, not at the top: its 0.4 s import would delay `serve --workers N` starting up
+
     labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
     if count <= 1:
         return mask
@@ -229,6 +230,8 @@ def photo_like(digit: np.ndarray, rng: np.random.Generator, thin_pen: bool | Non
 
 def _thinned(ink: np.ndarray, passes: int) -> np.ndarray:
     """Strokes eroded down to a pen's 1-3 pixels (keeping at least 30% of the ink), softly edged."""
+    from scipy import ndimage
+
     for _ in range(passes):
         eroded = ndimage.binary_erosion(ink)
         if eroded.sum() < 0.3 * ink.sum():

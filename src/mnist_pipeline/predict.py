@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,10 @@ from . import quiet_native_stderr
 class LiteRTModel:
     """A .tflite classifier taking raw 0-255 pixels of shape (N, 28, 28, 1), returning probabilities."""
 
-    def __init__(self, path: Path | str, batch_size: int = 256):
+    def __init__(self, path: Path | str, batch_size: int = 256, threads: int | None = None):
+        """`threads`: for each batch; None = every core (LiteRT's own default is one)."""
         with quiet_native_stderr():  # LiteRT's C++ prints an INFO line about its CPU delegate
-            self.interpreter = Interpreter(model_path=str(path), num_threads=None)
+            self.interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count() or 1)
         self.batch_size = batch_size
         self._input = self.interpreter.get_input_details()[0]["index"]
         self._output = self.interpreter.get_output_details()[0]["index"]

@@ -24,11 +24,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from . import imaging
-from .cli import Prediction, UsageError, check_model_path
+from .cli import SERVE_MODEL_ENV, Prediction, load_served_model
 
 MAX_BYTES = 8 * 1024 * 1024  # a large phone photo; bigger bodies are refused before they are read
 STATIC = Path(__file__).parent / "static"
-MODEL_ENV = "MNIST_PIPELINE_MODEL"  # how `serve --workers N` hands the model to each worker process
 
 
 class HTTPProblem(Exception):
@@ -53,16 +52,8 @@ def model_info(path: Path) -> dict:
 
 def create_app(model_path: Path | str) -> FastAPI:
     """The app over the .tflite model at `model_path`, loaded once."""
-    from .predict import LiteRTModel
-
     model_path = Path(model_path)
-    check_model_path(model_path)
-    if model_path.suffix != ".tflite":
-        raise UsageError(f"--model {model_path}: serve runs .tflite models (LiteRT, no TensorFlow); export one with `dvc repro`")
-    try:
-        model = LiteRTModel(model_path, batch_size=1)
-    except (ValueError, RuntimeError) as exc:
-        raise UsageError(f"--model {model_path}: not a valid TFLite model ({exc})") from None
+    model = load_served_model(model_path)
     info = model_info(model_path)
     lock = threading.Lock()  # one LiteRT interpreter: one invocation at a time
 
@@ -145,4 +136,4 @@ async def _first_file(request: Request, body: bytes) -> tuple[bytes, str]:
 
 def app_from_environment() -> FastAPI:
     """For uvicorn's worker processes (`serve --workers N`): the model named by $MNIST_PIPELINE_MODEL."""
-    return create_app(os.environ[MODEL_ENV])
+    return create_app(os.environ[SERVE_MODEL_ENV])
