@@ -29,3 +29,10 @@ def quiet_native_stderr():
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+def not_retracing(record) -> bool:
+    """A filter for TensorFlow's logger: its "triggered tf.function retracing" warning, which comes
+    by design when several models train or predict in one process (each traces its own step
+    functions, but TensorFlow counts traces across models), is not the stage's output."""
+    return "triggered tf.function retracing" not in record.getMessage()

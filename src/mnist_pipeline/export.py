@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import quiet_native_stderr
+from . import not_retracing, quiet_native_stderr
 
 with quiet_native_stderr():  # TensorFlow's start-up banner (see quiet_native_stderr)
     import keras
     import tensorflow as tf
+tf.get_logger().addFilter(not_retracing)  # evaluate predicts with six models in one process
 
 from .predict import LiteRTModel
 

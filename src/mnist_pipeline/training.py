@@ -14,7 +14,7 @@ from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 
-from . import PipelineError, quiet_native_stderr, stage
+from . import PipelineError, not_retracing, quiet_native_stderr, stage
 
 with quiet_native_stderr():  # TensorFlow's start-up banner (see quiet_native_stderr)
     import keras
@@ -27,9 +27,7 @@ from .params import Augment, Distribute, Model
 STEPS_PER_EXECUTION = 16
 # Large enough to be fast; small enough that five folds validating at once stay far below 2 GiB.
 VALIDATION_BATCH = 250
-# Each model traces its own step functions once, but TensorFlow counts traces across models and
-# warns of "excessive retracing" when several train side by side.
-tf.get_logger().addFilter(lambda record: "triggered tf.function retracing" not in record.getMessage())
+tf.get_logger().addFilter(not_retracing)
 EpochCallback = Callable[[int, dict[str, float]], None]
 History = dict[str, list[float]]  # per metric, one value per epoch
 K = TypeVar("K")
