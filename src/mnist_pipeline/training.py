@@ -65,7 +65,7 @@ def distribution(params: Distribute) -> tf.distribute.Strategy:
         return tf.distribute.MirroredStrategy(list(params.devices) or None)
     if not os.environ.get("TF_CONFIG"):
         raise PipelineError("distribute.strategy is multi_worker but TF_CONFIG is not set: set it on every machine to "
-                            "the cluster and that machine's task (README: Scaling)")
+                            "the cluster and that machine's task (README: Several devices and machines)")
     return _MultiWorkerMirroredStrategy()
 
 
