@@ -123,7 +123,7 @@ class Train:
 
 @dataclass(frozen=True)
 class Distribute:
-    """How crossvalidate and train spread over devices (tf.distribute); see the README's Scaling."""
+    """How crossvalidate and train spread over devices (tf.distribute); README: Several devices and machines."""
 
     strategy: str = _choice(STRATEGIES, default="none")
     devices: list = _rule(
