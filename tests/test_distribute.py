@@ -79,3 +79,15 @@ def test_multi_worker_with_two_processes(tmp_path, pipeline):
         by_stage.setdefault(r.data.tags["stage"], []).append(r)
     assert len(by_stage["train"]) == 1 and len(by_stage["crossvalidate"]) == 1 + read_json(chief / "metrics" / "cv.json")["n_folds"]
     assert by_stage["train"][0].data.params["distribute.strategy"] == "multi_worker"
+
+
+@pytest.mark.parametrize("distribute, error", [
+    ({"strategy": "mirrored", "devices": ["/gpu:7"]}, "error: distribute.devices: /gpu:7 not on this machine; it has cpu:0"),
+    ({"strategy": "multi_worker", "devices": []}, "error: distribute.strategy is multi_worker but TF_CONFIG is not set"),
+])
+def test_a_strategy_this_machine_cannot_run_is_one_clear_error(tmp_path, distribute, error):
+    repo = copy_repo(tmp_path / "repo")
+    update_params(repo, {"distribute": distribute})
+    result = run(repo, "python", "stages/train.py", check=False, PYTHONPATH="src")
+    assert result.returncode == 1 and result.stderr.strip().startswith(error), result.stderr
+    assert "Traceback" not in result.stderr and not (repo / "models").exists()

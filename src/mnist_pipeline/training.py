@@ -62,6 +62,13 @@ def distribution(params: Distribute) -> tf.distribute.Strategy:
         if cpus and max(cpus) > 0:  # e.g. two logical CPUs to try mirrored without a GPU
             tf.config.set_logical_device_configuration(
                 tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * (max(cpus) + 1))
+        def short(name: str) -> str:  # "/job:localhost/replica:0/task:0/device:GPU:0", "/gpu:0" -> "gpu:0"
+            return name.lower().rsplit("device:", 1)[-1].lstrip("/")
+
+        here = [short(d.name) for d in tf.config.list_logical_devices()]
+        missing = [d for d in params.devices if short(d) not in here]
+        if missing:
+            raise PipelineError(f"distribute.devices: {', '.join(missing)} not on this machine; it has {', '.join(here)}")
         return tf.distribute.MirroredStrategy(list(params.devices) or None)
     if not os.environ.get("TF_CONFIG"):
         raise PipelineError("distribute.strategy is multi_worker but TF_CONFIG is not set: set it on every machine to "
