@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import MIRROR, env_for
-from helpers import wait_until_answers
+from helpers import free_port, wait_until_answers
 from PIL import Image
 from playwright.sync_api import sync_playwright
 from test_predict import png_declaring
@@ -31,12 +31,6 @@ from test_predict import png_declaring
 from mnist_pipeline import mnist
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
