@@ -7,26 +7,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from mnist_pipeline import imaging  # noqa: E402
 
-
-def width(digit: np.ndarray) -> float:
-    rows, cols = np.nonzero(digit)
-    crop = digit[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].astype(np.float32)
-    height, wide = crop.shape
-    scale = imaging.BOX * imaging.STROKE_ZOOM / max(height, wide)
-    big = np.asarray(Image.fromarray(crop).resize((max(1, round(wide * scale)), max(1, round(height * scale))),
-                                                  Image.Resampling.BILINEAR))
-    return imaging.stroke_width(big > 0.5 * big.max()) / imaging.STROKE_ZOOM
-
-
 if __name__ == "__main__":
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
     digits = np.load("data/prepared/train_images.npy", mmap_mode="r")[:n, ..., 0]
-    widths = np.array([width(np.asarray(d)) for d in digits])
+    widths = np.array([imaging.box_stroke_width(np.asarray(d)) for d in digits])
     low, median, high = np.percentile(widths, [1, 50, 99])
     outside = np.mean((widths < imaging.MNIST_STROKE[0]) | (widths > imaging.MNIST_STROKE[2]))
     print(f"{n} MNIST training digits: stroke width 1st percentile {low:.2f}, median {median:.2f}, 99th {high:.2f} px; "

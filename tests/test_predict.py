@@ -188,6 +188,33 @@ def test_thin_strokes_under_uneven_light_are_read_and_blank_pages_are_not(test_d
         assert str(refused.value) == reason
 
 
+def test_thin_and_thick_ink_comes_back_at_mnists_stroke_width(test_digits):
+    """A digit written with a hairline pen or a marker is redrawn at MNIST's stroke width; the
+    digit stays where it was, and an MNIST digit is left as it is."""
+    from scipy import ndimage
+    from skimage.morphology import skeletonize
+
+    images, _ = test_digits
+    low, _, high = imaging.MNIST_STROKE
+    def in_box(ink: np.ndarray) -> float:  # stroke width in pixels of the 20 px box
+        rows, cols = np.nonzero(ink)
+        return imaging.stroke_width(ink) * imaging.BOX / max(np.ptp(rows) + 1, np.ptp(cols) + 1)
+
+    correlations = {"hairline": [], "marker": []}
+    for digit in images[:20]:
+        big = np.pad(np.asarray(Image.fromarray(digit).resize((280, 280), Image.Resampling.BICUBIC)) > 128, 140)
+        marker = big
+        while in_box(marker) <= high + 0.5:
+            marker = ndimage.binary_dilation(marker, iterations=5)
+        for kind, ink in (("hairline", skeletonize(big)), ("marker", marker)):
+            assert not low <= in_box(ink) <= high, "the test's ink is far from MNIST's width"
+            seen = imaging.to_mnist(Image.fromarray(np.where(ink, 0, 255).astype(np.uint8)))  # dark ink on white paper
+            assert low <= imaging.box_stroke_width(seen) <= high and seen.max() > 200, "MNIST's width, at full strength"
+            correlations[kind].append(np.corrcoef(seen.ravel().astype(float), digit.ravel().astype(float))[0, 1])
+    assert np.median(correlations["hairline"]) > 0.75 and np.median(correlations["marker"]) > 0.6, correlations
+    assert all(low <= imaging.box_stroke_width(d) <= high for d in images[:50])
+
+
 def test_the_ensemble_predicts_through_the_cli(tmp_path, pipeline, test_digits):
     images, labels = test_digits
     for i, digit in enumerate(images[:20]):

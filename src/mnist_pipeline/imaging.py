@@ -140,16 +140,30 @@ def stroke_width(ink: np.ndarray) -> float:
     return 2 * float(ink.sum()) / max(1, int(boundary.sum()))
 
 
+def _zoomed(crop: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float]:
+    """A digit cropped to its ink (0..1), scaled to STROKE_ZOOM times `size`, its fit in the 20x20
+    box; and its stroke width in pixels of that box."""
+    big = np.asarray(Image.fromarray(crop * 255).resize((size[0] * STROKE_ZOOM, size[1] * STROKE_ZOOM),
+                                                         Image.Resampling.BILINEAR), dtype=np.float32)
+    return big, stroke_width(big > 0.5 * big.max()) / STROKE_ZOOM
+
+
+def box_stroke_width(digit: np.ndarray) -> float:
+    """The stroke width of a 28x28 digit in pixels of MNIST's 20x20 box, as to_mnist measures it."""
+    rows, cols = np.nonzero(digit)
+    crop = digit[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].astype(np.float32) / 255
+    scale = BOX / max(crop.shape)
+    return _zoomed(crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))))[1]
+
+
 def _with_mnist_stroke(cleaned: np.ndarray, size: tuple[int, int]) -> np.ndarray | None:
-    """The digit (0..1, cropped) at `size`, its strokes thickened or thinned to MNIST's typical
-    width when they are far thinner or thicker than MNIST's own; None when they are not. Widths
-    are measured at STROKE_ZOOM times the 20x20 box (MNIST_STROKE: MNIST's training digits
-    measured so, bench/stroke_widths.py), then changed by a round pen and scaled down."""
+    """The digit (0..1, cropped to its ink, `size` its fit in the box) fitted to the 20x20 box with
+    its strokes thickened or thinned to MNIST's typical width, when they are far thinner or
+    thicker than MNIST's own (MNIST_STROKE); None when they are not. The pen that changes them
+    is round, at STROKE_ZOOM times the box, which is then scaled down."""
     from scipy import ndimage
 
-    big = np.asarray(Image.fromarray(cleaned * 255).resize((size[0] * STROKE_ZOOM, size[1] * STROKE_ZOOM),
-                                                           Image.Resampling.BILINEAR), dtype=np.float32)
-    width = stroke_width(big > 0.5 * big.max()) / STROKE_ZOOM
+    big, width = _zoomed(cleaned, size)
     low, typical, high = MNIST_STROKE
     if low <= width <= high:
         return None
@@ -163,7 +177,8 @@ def _with_mnist_stroke(cleaned: np.ndarray, size: tuple[int, int]) -> np.ndarray
     rows, cols = np.nonzero(big > 0)
     if rows.size == 0:
         return None
-    big = Image.fromarray(big[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1])
+    # at full strength: a hairline scaled down to the zoomed box is faint grey, and so is its thickening
+    big = Image.fromarray(big[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] * (255 / big.max()))
     scale = BOX / max(big.size)
     return np.asarray(big.resize((max(1, round(big.width * scale)), max(1, round(big.height * scale))),
                                  Image.Resampling.BOX), dtype=np.float32)
