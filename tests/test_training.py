@@ -104,6 +104,20 @@ def test_a_job_resumed_from_its_checkpoint_ends_exactly_as_one_never_interrupted
     assert [p.name for p in sorted(tmp_path.iterdir())] == ["checkpoint.json", "epoch-3.weights.h5"]
 
 
+def test_each_epoch_line_tells_the_time_in_and_an_estimate_of_the_time_left(capsys):
+    data = mnist.load_split(MIRROR, "train")
+    job = training.prepare(params.load(ROOT / "params.yaml").model, training.to_tensors(data.images, data.labels),
+                           np.arange(64), batch_size=32, optimizer="adam", learning_rate=1e-3, seed=0)
+    capsys.readouterr()
+    training.train(job, 2, label="tiny")
+
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["tiny epoch 1/2", "tiny epoch 2/2"], lines
+    assert all(" in, about " in line and line.endswith(" left)") for line in lines), lines
+    assert lines[-1].endswith("about 0 s left)"), lines
+    assert [training.duration(s) for s in (45, 185, 3720)] == ["45 s", "3 min 05 s", "1 h 02 min"]
+
+
 def batches(dataset) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(x.numpy(), y.numpy()) for x, y in dataset]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
 import numpy as np
+from tqdm import tqdm
 
 from . import PipelineError, not_retracing, quiet_native_stderr, stage
 
@@ -32,6 +34,7 @@ EpochCallback = Callable[[int, dict[str, float]], None]
 History = dict[str, list[float]]  # per metric, one value per epoch
 K = TypeVar("K")
 T = TypeVar("T")
+_started: float | None = None  # when train was first called: the stage's elapsed time counts from there
 
 
 def seed_everything(seed: int) -> None:
@@ -267,7 +270,8 @@ def prepare(
 def train(job: Job, epochs: int, on_epoch_end: EpochCallback | None = None, label: str | None = None,
           checkpoint: Path | None = None) -> History:
     """Train a prepared job for `epochs`, printing one line per epoch (starting with `label`, if
-    given); returns its per-epoch history.
+    given) with the time since the process first called train and an estimate of this job's time
+    left, plus a live bar of the epoch's steps on a terminal; returns its per-epoch history.
 
     With a `checkpoint` directory, the model, its optimizer state and the history are saved there
     after every epoch, and a job that finds a checkpoint there goes on after its last epoch: since
@@ -275,7 +279,13 @@ def train(job: Job, epochs: int, on_epoch_end: EpochCallback | None = None, labe
     have ended without the interruption. (Keras's BackupAndRestore restores the model too, but
     inside one `fit` that has already been given its data, and it keeps no history.)
     """
+    global _started
+    if _started is None:
+        _started = time.perf_counter()
     prefix = f"{label} " if label else ""
+    live = sys.stdout.isatty()
+    steps = -(-len(job.index) // job.batch_size)
+    trained = 0.0  # seconds spent on this call's epochs, resumed ones not counted, for the estimate
     with job.strategy.scope():  # the optimizer's variables a checkpoint restores are made on its devices
         history, done = load_checkpoint(job.model, checkpoint) if checkpoint else ({}, 0)
     if done:
@@ -283,7 +293,8 @@ def train(job: Job, epochs: int, on_epoch_end: EpochCallback | None = None, labe
     for epoch in range(done, epochs):
         start = time.perf_counter()
         reseed_dropout(job.model, epoch)
-        result = job.model.fit(job.epoch(epoch), validation_data=job.validation, callbacks=[StopWhenSet(job.stop)],
+        callbacks = [StopWhenSet(job.stop)] + ([ProgressBar(steps, f"{prefix}epoch {epoch + 1}/{epochs}")] if live else [])
+        result = job.model.fit(job.epoch(epoch), validation_data=job.validation, callbacks=callbacks,
                                shuffle=False, verbose=0)  # shuffle: the dataset is shuffled already
         if job.stop.is_set():  # the caller is giving up on this job
             raise PipelineError(f"training stopped during epoch {epoch + 1} of {epochs}")
@@ -291,12 +302,30 @@ def train(job: Job, epochs: int, on_epoch_end: EpochCallback | None = None, labe
         for name, value in logs.items():
             history.setdefault(name, []).append(value)
         values = " ".join(f"{name} {value:.4f}" for name, value in logs.items())
-        print(f"{prefix}epoch {epoch + 1}/{epochs}: {values} ({time.perf_counter() - start:.0f} s)", flush=True)
+        now = time.perf_counter()
+        trained += now - start
+        left = trained / (epoch + 1 - done) * (epochs - epoch - 1)
+        line = (f"{prefix}epoch {epoch + 1}/{epochs}: {values} "
+                f"({duration(now - start)}; {duration(now - _started)} in, about {duration(left)} left)")
+        if live:
+            tqdm.write(line)  # above the bars of the jobs still training beside this one
+        else:
+            print(line, flush=True)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, logs)
         if checkpoint:  # after on_epoch_end: a kill in between repeats an epoch's log rather than losing it
             save_checkpoint(job.model, history, checkpoint)
     return history
+
+
+def duration(seconds: float) -> str:
+    """`45 s`, `3 min 05 s`, `1 h 02 min`."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
 def reseed_dropout(model: keras.Model, epoch: int) -> None:
@@ -373,3 +402,22 @@ class StopWhenSet(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self.event.is_set():
             self.model.stop_training = True
+
+
+class ProgressBar(keras.callbacks.Callback):
+    """A live bar of one epoch's training steps, for a terminal."""
+
+    def __init__(self, steps: int, description: str):
+        super().__init__()
+        self.steps, self.description = steps, description
+
+    def on_train_begin(self, logs=None):
+        self.bar = tqdm(total=self.steps, desc=self.description, unit="step", leave=False, file=sys.stdout)
+
+    def on_train_batch_end(self, batch, logs=None):
+        # Keras calls this once per steps_per_execution steps with the last one's index, which
+        # runs past the epoch's end when the steps do not divide evenly
+        self.bar.update(min(batch + 1, self.steps) - self.bar.n)
+
+    def on_train_end(self, logs=None):
+        self.bar.close()
