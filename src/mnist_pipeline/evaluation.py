@@ -95,3 +95,19 @@ def photo_accuracy(model, images: np.ndarray, labels: np.ndarray, n: int, seed: 
         "n_photos": int(len(index)),
         "n_photos_refused": len(index) - len(read),
     }
+
+
+def log_odds(two_class: np.ndarray) -> np.ndarray:
+    """log(p(digit) / p(not a digit)) from the detector's two-class probabilities."""
+    p = np.clip(two_class.astype(np.float64), 1e-30, 1)
+    return np.log(p[:, 1]) - np.log(p[:, 0])
+
+
+def digit_threshold(logits: np.ndarray, is_digit: np.ndarray, kind: np.ndarray, kinds: tuple[str, ...],
+                    false_flag_rate: float) -> tuple[float, dict]:
+    """The highest threshold on the log-odds that calls at most `false_flag_rate` of the digits
+    of every kind "not a digit"; and, at that threshold, the share flagged of each kind."""
+    digit_kinds = sorted(set(kind[is_digit].tolist()))
+    threshold = min(float(np.quantile(logits[is_digit & (kind == k)], false_flag_rate, method="lower")) for k in digit_kinds)
+    flagged = {kinds[k]: float((logits[kind == k] < threshold).mean()) for k in sorted(set(kind.tolist()))}
+    return threshold, {"flagged": flagged, "n": {kinds[k]: int((kind == k).sum()) for k in sorted(set(kind.tolist()))}}

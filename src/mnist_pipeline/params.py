@@ -133,6 +133,27 @@ class Distribute:
 
 
 @dataclass(frozen=True)
+class Synthetic:
+    """The digit-or-not detector's examples: seeded, procedural, made by the synthesize stage."""
+
+    mnist: int = _int(0, MNIST_TRAIN_SIZE, default=12000)  # MNIST training digits, as they are
+    photos: int = _int(0, default=3000)  # MNIST digits photographed (imaging.photo_like)
+    digits: int = _int(0, default=9000)  # digits restroked, typed in a font or drawn with a pen
+    non_digits: int = _int(1, default=12000)  # letters, symbols, shapes, scribbles, textures, digit pieces
+    validation: float = _number(0.01, 0.5, default=0.1)  # share of each held out to set the threshold
+    seed: int = _int(0, default=0)
+
+
+@dataclass(frozen=True)
+class Detector:
+    epochs: int = _int(1, default=4)
+    batch_size: int = _int(1, default=128)
+    learning_rate: float = _positive_number(default=0.001)
+    false_flag_rate: float = _number(0.0001, 0.5, default=0.01)  # of held-out digits of each kind called "not a digit"
+    seed: int = _int(0, default=0)
+
+
+@dataclass(frozen=True)
 class Export:
     serve: str = _choice(SERVED, default="final")
 
@@ -142,10 +163,12 @@ class Evaluate:
     gate: float = _rule(lambda v: isinstance(v, (int, float)) and 0 <= v <= 1, "a number from 0 to 1")
     photos: int = _int(0, default=1000)
     photos_seed: int = _int(0, default=0)
+    non_digits: int = _int(0, default=2000)  # the project's own non-digit set, for the flagged share
+    non_digits_seed: int = _int(0, default=1000)  # other seeds than synthetic.seed's
 
 
 SECTIONS = {"download": Download, "data": Data, "model": Model, "augment": Augment, "cv": CV, "train": Train,
-            "distribute": Distribute, "export": Export, "evaluate": Evaluate}
+            "distribute": Distribute, "synthetic": Synthetic, "detector": Detector, "export": Export, "evaluate": Evaluate}
 
 
 @dataclass(frozen=True)
@@ -157,6 +180,8 @@ class Params:
     cv: CV
     train: Train
     distribute: Distribute
+    synthetic: Synthetic
+    detector: Detector
     export: Export
     evaluate: Evaluate
 

@@ -205,10 +205,12 @@ def dataset(examples: Examples, index: np.ndarray, batch_size: int, shuffle_seed
     return tf.data.Dataset.from_tensor_slices(slices).batch(batch_size).map(gather).prefetch(1).with_options(options)
 
 
-def compile_model(model_params: Model, optimizer: keras.optimizers.Optimizer, seed: int) -> keras.Model:
-    """Build and compile under the current strategy's scope, if any."""
+def compile_model(model_params: Model | Callable[[], keras.Model], optimizer: keras.optimizers.Optimizer,
+                  seed: int) -> keras.Model:
+    """Build (from params, or with a builder such as models.detector) and compile under the
+    current strategy's scope, if any."""
     seed_everything(seed)
-    model = build(model_params)
+    model = model_params() if callable(model_params) else build(model_params)
     model.compile(
         optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
@@ -240,7 +242,7 @@ class Job:
 
 
 def prepare(
-    model_params: Model,
+    model_params: Model | Callable[[], keras.Model],
     examples: Examples,
     index: np.ndarray,
     *,

@@ -1,0 +1,68 @@
+"""Stage: the digit-or-not detector's examples -> data/synthetic/{train,val}_{images,labels,kind}.npy.
+
+Digits (MNIST's own, photographed, restroked, typed, drawn) and non-digits (letters, symbols,
+shapes, scribbles, textures, pieces of digits), each as the model would see it after to_mnist,
+drawn from synthetic.seed alone (synthetic.py). The validation set is made from other MNIST
+digits and other seeds; the detector stage sets its threshold on it.
+"""
+
+from pathlib import Path
+
+from mnist_pipeline import stage
+
+p = stage.load_params()  # first: a typo in params.yaml answers before TensorFlow and MLflow load
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from mnist_pipeline import mnist, synthetic  # noqa: E402
+
+PREPARED = Path("data/prepared")
+OUT = Path("data/synthetic")
+EXAMPLES = Path("plots/synthetic_examples.png")
+
+
+def counts(scale: float) -> dict[str, int]:
+    s = p.synthetic
+    return ({"photo": round(s.photos * scale)} | synthetic.shares(round(s.digits * scale), synthetic.DIGIT_KINDS)
+            | synthetic.shares(round(s.non_digits * scale), synthetic.NON_DIGIT_KINDS))
+
+
+def main() -> None:
+    data = mnist.load_prepared(PREPARED, "train")
+    images, labels = data.images.reshape(-1, 28, 28), data.labels
+    order = np.random.default_rng(p.synthetic.seed).permutation(len(labels))
+    n_val = max(1, round(p.synthetic.validation * len(labels)))
+    splits = {"train": (order[n_val:], 1.0), "val": (order[:n_val], p.synthetic.validation)}
+    made = {}
+    for number, (name, (index, scale)) in enumerate(splits.items()):
+        made[name] = synthetic.make_set(images[index], labels[index], counts(scale), seed=(p.synthetic.seed, number))
+        own = index[: round(p.synthetic.mnist * scale)]
+        made[name] = {"images": np.concatenate([images[own], made[name]["images"]]),
+                      "labels": np.concatenate([labels[own].astype(np.int8), made[name]["labels"]]),
+                      "kind": np.concatenate([np.zeros(len(own), np.uint8), made[name]["kind"]])}
+    for name, arrays in made.items():
+        for key, array in arrays.items():
+            stage.save_npy(OUT / f"{name}_{key}.npy", array[..., np.newaxis] if key == "images" else array)
+        kinds = np.bincount(arrays["kind"], minlength=len(synthetic.KINDS))
+        print(f"{name}: {(arrays['labels'] >= 0).sum()} digits, {(arrays['labels'] < 0).sum()} non-digits ("
+              + ", ".join(f"{k} {n}" for k, n in zip(synthetic.KINDS, kinds) if n) + ")")
+    save_examples(made["train"])
+
+
+def save_examples(arrays: dict, per_row: int = 20) -> None:
+    """A row of each kind, for a person to see what the detector learns from."""
+    rows = []
+    for code, _ in enumerate(synthetic.KINDS):
+        picked = arrays["images"][arrays["kind"] == code][:per_row]
+        if len(picked):
+            row = np.zeros((28, 28 * per_row), np.uint8)
+            row[:, : 28 * len(picked)] = np.concatenate(list(picked), axis=1)
+            rows.append(row)
+    grid = Image.fromarray(np.concatenate(rows)).resize((28 * per_row * 2, 28 * len(rows) * 2), Image.Resampling.NEAREST)
+    with stage.atomic_path(EXAMPLES) as tmp:
+        grid.save(tmp, "PNG")
+
+
+if __name__ == "__main__":
+    stage.run(main)
