@@ -23,9 +23,12 @@ from sklearn.model_selection import KFold  # noqa: E402
 
 from mnist_pipeline import evaluation, mnist, tracking, training  # noqa: E402
 
+import keras  # noqa: E402, I001  (after training, which imports it with TensorFlow's banner silenced)
+
 PREPARED = Path("data/prepared")
 CACHE = Path(".cache/crossvalidate")
 FOLD_MODELS = Path("models/folds")
+OUT_OF_FOLD = "out_of_fold_probabilities.npy"
 
 
 def main() -> None:
@@ -90,15 +93,17 @@ def main() -> None:
             folds += [train_fold(fold, job) for fold, job in jobs.items()]
         folds.sort(key=lambda f: f["fold"])
         if chief:
-            save(folds, cache, parent_id)
+            save(folds, cache, parent_id, data, splits)
         else:
             print("cross-validation done on this worker; the chief saves the fold models and logs the runs")
     training.wait_for_all(strategy)
     shutil.rmtree(cache, ignore_errors=True)  # on every worker: a later run starts afresh everywhere
 
 
-def save(folds: list[dict], cache: Path, parent_id: str) -> None:
-    """The fold models, the summary in metrics/cv.json and MLflow, and the plots."""
+def save(folds: list[dict], cache: Path, parent_id: str, data: mnist.Dataset, splits: list) -> None:
+    """The fold models with their out-of-fold probabilities (each training image as predicted by
+    the fold model that did not train on it: export calibrates on them), the summary in
+    metrics/cv.json (headline) and reports/cv.json (each fold, MLflow ids) and MLflow, and the plots."""
     accuracies = [f["accuracy"] for f in folds]
     summary = {"accuracy_mean": float(np.mean(accuracies)), "accuracy_std": float(np.std(accuracies))}
     tracking.log_metrics(summary)
@@ -107,11 +112,17 @@ def save(folds: list[dict], cache: Path, parent_id: str) -> None:
     stage.save_figure("plots/cv_curves.png", evaluation.fold_curves([f["history"] for f in folds]))
     for plot in ("plots/cv_boxplot.png", "plots/cv_curves.png"):
         tracking.log_artifact(plot)
+    out_of_fold = np.zeros((len(data.labels), 10), np.float32)
     with stage.atomic_path(FOLD_MODELS, directory=True) as tmp:
         for f in folds:
             shutil.copy(cache / f"fold-{f['fold']}" / "model.keras", tmp / f"fold-{f['fold']}.keras")
+            held_out = splits[f["fold"] - 1][1]
+            model = keras.saving.load_model(tmp / f"fold-{f['fold']}.keras")
+            out_of_fold[held_out] = model.predict(data.images[held_out], batch_size=1000, verbose=0)
+        np.save(tmp / OUT_OF_FOLD, out_of_fold)
+    stage.write_json("metrics/cv.json", {"cv_acc": summary["accuracy_mean"], "cv_std": summary["accuracy_std"]})
     stage.write_json(
-        "metrics/cv.json",
+        "reports/cv.json",
         summary
         | {
             "n_folds": len(folds),

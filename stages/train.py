@@ -54,14 +54,14 @@ def main() -> None:
 
 
 def save(model, history: dict, data: mnist.Dataset, run_id: str) -> None:
-    """The model, its MLflow copy, the history plot data and metrics/train.json."""
+    """The model, its MLflow copy, the history plot data and reports/train.json."""
     with stage.atomic_path(MODEL) as tmp:
         model.save(tmp)
     model_id = tracking.log_keras_model(training.off_strategy(model), data.images[:8].astype("float32"))
     epochs = range(1, p.train.epochs + 1)
     stage.write_csv("plots/train_history.csv", ["epoch", "loss", "accuracy"], zip(epochs, history["loss"], history["accuracy"]))
     stage.write_json(
-        "metrics/train.json",
+        "reports/train.json",
         {
             "train_loss": history["loss"][-1],
             "train_accuracy": history["accuracy"][-1],

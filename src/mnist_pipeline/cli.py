@@ -4,129 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from . import PipelineError, imaging
-
-DEFAULT_MODEL = Path("models/export/model.tflite")
-MODEL_TYPES = (".tflite", ".keras")
-SERVE_MODEL_ENV = "MNIST_PIPELINE_MODEL"  # how `serve --workers N` names the model to each worker process
-PARALLEL_FROM = 200  # images; below this a process pool costs more than it saves
-
-
-@dataclass
-class Prediction:
-    path: str
-    probabilities: list[float] = field(default_factory=list)
-    error: str | None = None
-
-    def as_json(self) -> dict:
-        if self.error:
-            return {"path": self.path, "error": self.error}
-        digit = int(np.argmax(self.probabilities))
-        return {"path": self.path, "digit": digit, "confidence": self.probabilities[digit], "probabilities": self.probabilities}
-
-
-class UsageError(PipelineError):
-    exit_code = 2
-
-
-def find_images(paths: list[str]) -> list[Path]:
-    """Files as given; directories searched recursively for files with an image extension Pillow knows."""
-    extensions = set(Image.registered_extensions())
-    found = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
-        else:
-            found.append(path)
-    return found
-
-
-def check_model_path(path: Path) -> None:
-    if path.suffix not in MODEL_TYPES:
-        raise UsageError(f"--model {path}: unknown model type {path.suffix or '(none)'}; allowed: {', '.join(MODEL_TYPES)}")
-    if not path.is_file():
-        hint = " (run `dvc repro` to build it, or pass --model)" if path == DEFAULT_MODEL else ""
-        raise UsageError(f"--model {path}: no such file{hint}")
-
-
-def load_model(path: Path):
-    """An object with .predict(images (N, 28, 28, 1) raw pixels) -> probabilities (N, 10)."""
-    check_model_path(path)
-    if path.suffix == ".tflite":
-        from .predict import LiteRTModel
-
-        try:
-            return LiteRTModel(path)
-        except (ValueError, RuntimeError) as exc:
-            raise UsageError(f"--model {path}: not a valid TFLite model ({exc})") from None
-    from .export import load_keras  # TensorFlow only when a Keras model is asked for
-
-    try:
-        model = load_keras(path)
-    except Exception as exc:  # Keras raises many types for a bad file; all mean the same to the user
-        raise UsageError(f"--model {path}: not a loadable Keras model ({exc})") from None
-
-    class KerasModel:
-        def predict(self, images):
-            return model.predict(np.asarray(images, np.float32), batch_size=256, verbose=0)
-
-    return KerasModel()
-
-
-def load_served_model(path: Path):
-    """The LiteRT model `serve` runs (.tflite only: no TensorFlow), or a UsageError."""
-    check_model_path(path)
-    if path.suffix != ".tflite":
-        raise UsageError(f"--model {path}: serve runs .tflite models (LiteRT, no TensorFlow); export one with `dvc repro`")
-    from .predict import LiteRTModel
-
-    try:
-        return LiteRTModel(path, batch_size=1, threads=1)  # one image: threads would only wait on each other
-    except (ValueError, RuntimeError) as exc:
-        raise UsageError(f"--model {path}: not a valid TFLite model ({exc})") from None
-
-
-def _prepare(path: Path) -> np.ndarray | str:
-    """The 28x28 array for one image, or the reason it failed. Nothing one file does, however
-    broken or hostile, may cost the other images their answers."""
-    try:
-        return imaging.to_mnist(imaging.open_image(path))
-    except imaging.ImageError as exc:
-        return str(exc)
-    except Exception as exc:  # a decoder's own bug or limit on a crafted file: still one file's error
-        return f"cannot read ({type(exc).__name__}: {exc})"
-
-
-def preprocess(paths: list[Path]) -> list[np.ndarray | str]:
-    """Each image as the 28x28 array the model sees, or the reason it failed.
-
-    Call it before a model is loaded: the process pool forks, which is only safe
-    before TensorFlow or LiteRT start their threads."""
-    if len(paths) >= PARALLEL_FROM and (os.cpu_count() or 1) > 1:
-        with multiprocessing.get_context("fork").Pool() as pool:  # decoding is CPU-bound Python
-            return pool.map(_prepare, paths, chunksize=64)
-    return [_prepare(path) for path in paths]
-
-
-def predict(paths: list[Path], prepared: list[np.ndarray | str], model) -> list[Prediction]:
-    results = [Prediction(str(path), error=p if isinstance(p, str) else None) for path, p in zip(paths, prepared)]
-    ok = [i for i, p in enumerate(prepared) if not isinstance(p, str)]
-    if ok:
-        probabilities = model.predict(np.stack([prepared[i] for i in ok])[..., np.newaxis])
-        for i, p in zip(ok, probabilities):
-            results[i].probabilities = [round(float(v), 6) for v in p]
-    return results
-
+from . import PipelineError
+from .predict import (DEFAULT_MODEL, Prediction, UsageError, check_model_path, find_images, load_model,
+                      load_served_model, predict, preprocess)
 
 def save_debug_images(directory: Path, paths: list[Path], prepared: list[np.ndarray | str]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
@@ -137,14 +24,16 @@ def save_debug_images(directory: Path, paths: list[Path], prepared: list[np.ndar
 
 def _table(results: list[Prediction], top_k: int) -> str:
     width = max([len(r.path) for r in results] + [4])
-    lines = [f"{'file':<{width}}  digit  confidence  top {top_k}"]
-    for r in results:
+    answers = [r.answer if not r.error else "" for r in results]
+    answer_width = max([len(a) for a in answers] + [6])
+    lines = [f"{'file':<{width}}  {'answer':<{answer_width}}  confidence  top {top_k}"]
+    for r, answer in zip(results, answers):
         if r.error:
             lines.append(f"{r.path:<{width}}  error: {r.error}")
             continue
         order = np.argsort(r.probabilities)[::-1][:top_k]
         top = "  ".join(f"{d}:{r.probabilities[d]:.3f}" for d in order)
-        lines.append(f"{r.path:<{width}}  {order[0]:>5}  {r.probabilities[order[0]]:>10.2%}  {top}")
+        lines.append(f"{r.path:<{width}}  {answer:<{answer_width}}  {r.probabilities[order[0]]:>10.2%}  {top}")
     return "\n".join(lines)
 
 
@@ -191,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
+
+    from .serve import SERVE_MODEL_ENV
 
     try:  # the model is checked before anything listens
         if args.workers > 1:  # each worker process builds the app and loads the model itself

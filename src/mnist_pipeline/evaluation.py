@@ -73,9 +73,10 @@ def misclassified_grid(images: np.ndarray, labels: np.ndarray, predicted: np.nda
 
 
 def photo_accuracy(model, images: np.ndarray, labels: np.ndarray, n: int, seed: int) -> dict[str, float]:
-    """Accuracy on ``n`` seeded photo-like renderings of test digits: through imaging.to_mnist,
-    and through the tutorial's naive grayscale-and-resize for comparison. A photo that to_mnist
-    refuses (no digit found) counts as a miss."""
+    """On ``n`` seeded photo-like renderings of test digits, through imaging.to_mnist: the share
+    read as the right digit, the share flagged as not a digit (a photo that to_mnist refuses
+    counts as flagged), and the share both read right and not flagged; and the accuracy of the
+    tutorial's naive grayscale-and-resize for comparison."""
     rng = np.random.default_rng(seed)
     index = rng.choice(len(labels), size=min(n, len(labels)), replace=False)
     photos = [imaging.photo_like(images[i], rng) for i in index]
@@ -87,10 +88,17 @@ def photo_accuracy(model, images: np.ndarray, labels: np.ndarray, n: int, seed: 
         except imaging.ImageError:
             ours.append(None)
     read = [i for i, array in enumerate(ours) if array is not None]
-    correct = (model.predict(np.stack([ours[i] for i in read])).argmax(1) == truth[read]).sum() if read else 0
+    right = np.zeros(len(index), bool)
+    flagged = np.ones(len(index), bool)
+    if read:
+        probabilities, scores = model.read(np.stack([ours[i] for i in read]))
+        right[read] = probabilities.argmax(1) == truth[read]
+        flagged[read] = scores < 0.5 if scores is not None else False
     naive = np.stack([imaging.naive(photo) for photo in photos])
     return {
-        "accuracy_photos": float(correct / len(index)),
+        "accuracy_photos": float(right.mean()),
+        "flagged_photos": float(flagged.mean()),
+        "read_right_photos": float((right & ~flagged).mean()),
         "accuracy_photos_naive": float((model.predict(naive).argmax(1) == truth).mean()),
         "n_photos": int(len(index)),
         "n_photos_refused": len(index) - len(read),
@@ -111,3 +119,44 @@ def digit_threshold(logits: np.ndarray, is_digit: np.ndarray, kind: np.ndarray, 
     threshold = min(float(np.quantile(logits[is_digit & (kind == k)], false_flag_rate, method="lower")) for k in digit_kinds)
     flagged = {kinds[k]: float((logits[kind == k] < threshold).mean()) for k in sorted(set(kind.tolist()))}
     return threshold, {"flagged": flagged, "n": {kinds[k]: int((kind == k).sum()) for k in sorted(set(kind.tolist()))}}
+
+
+def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature T that makes softmax(log(p) / T) fit held-out labels best (least log loss)."""
+    from scipy.optimize import minimize_scalar
+
+    log_p = np.log(np.clip(probabilities.astype(np.float64), 1e-30, 1))
+
+    def loss(t: float) -> float:
+        z = log_p / t
+        z -= z.max(axis=1, keepdims=True)
+        return float(-(z[np.arange(len(labels)), labels] - np.log(np.exp(z).sum(axis=1))).mean())
+
+    return float(minimize_scalar(loss, bounds=(0.05, 20), method="bounded").x)
+
+
+def calibration(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> tuple[float, list[list]]:
+    """Expected calibration error over `bins` equal-width confidence bins, and the reliability
+    diagram's rows: [bin centre, mean confidence, accuracy, images] for each bin that has any."""
+    confidence, correct = probabilities.max(axis=1), probabilities.argmax(axis=1) == labels
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    rows, error = [], 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            rows.append([(b + 0.5) / bins, float(confidence[inside].mean()), float(correct[inside].mean()), int(inside.sum())])
+            error += inside.mean() * abs(confidence[inside].mean() - correct[inside].mean())
+    return float(error), rows
+
+
+def reliability_diagram(before: list[list], after: list[list]):
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
+    for rows, name in ((before, "before (model's own)"), (after, "after (temperature, served)")):
+        ax.plot([r[1] for r in rows], [r[2] for r in rows], marker="o", label=name)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_title("Reliability on the test set (15 bins)")
+    ax.legend()
+    fig.tight_layout()
+    return fig

@@ -58,3 +58,14 @@ def parity(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:
         "same_class": float((reference.argmax(1) == other.argmax(1)).mean()),
         "max_probability_diff": float(np.abs(reference - other).max()),
     }
+
+
+def verdict_parity(keras_model: keras.Model, tflite: Path, images: np.ndarray) -> dict[str, float]:
+    """A served model's TFLite file against its Keras model: the class, the probabilities, and
+    the verdict (digit or not) on the same images."""
+    reference = keras_model.predict(images, batch_size=1000, verbose=0)
+    probabilities, scores = LiteRTModel(tflite).read(images)
+    return parity(reference["probabilities"], probabilities) | {
+        "same_verdict": float(((reference["digit_score"][:, 1] >= 0.5) == (scores >= 0.5)).mean()),
+        "max_digit_score_diff": float(np.abs(reference["digit_score"][:, 1] - scores).max()),
+    }

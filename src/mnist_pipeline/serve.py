@@ -24,10 +24,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from . import imaging
-from .cli import SERVE_MODEL_ENV, Prediction, load_served_model
+from .predict import Prediction, load_served_model
 
 MAX_BYTES = 8 * 1024 * 1024  # a large phone photo; bigger bodies are refused before they are read
 STATIC = Path(__file__).parent / "static"
+SERVE_MODEL_ENV = "MNIST_PIPELINE_MODEL"  # how `serve --workers N` names the model to each worker process
 
 
 class HTTPProblem(Exception):
@@ -67,8 +68,9 @@ def create_app(model_path: Path | str) -> FastAPI:
         except Exception as exc:  # a decoder's own failure on a crafted file is still the request's fault
             raise HTTPProblem(422, f"cannot read ({type(exc).__name__}: {exc})") from None
         with lock:
-            probabilities = model.predict(array[np.newaxis, ..., np.newaxis])[0]
-        result = Prediction(name, [round(float(p), 6) for p in probabilities]).as_json()
+            probabilities, scores = model.read(array[np.newaxis, ..., np.newaxis])
+        score = None if scores is None else round(float(scores[0]), 6)
+        result = Prediction(name, [round(float(p), 6) for p in probabilities[0]], score).as_json()
         if seen:  # the 28x28 image the model saw, for the page
             buffer = io.BytesIO()
             Image.fromarray(array).save(buffer, "PNG")

@@ -5,8 +5,9 @@ on black, any size, before `imaging.to_mnist`. Digits and non-digits come from t
 renderers (typed in a font, drawn with a round pen, photographed), so that how an image was made
 never tells the two apart; only what it shows does.
 
-    digits:      MNIST digits with thicker or thinner strokes, typed digits, pen-drawn digits
-    non-digits:  typed letters and symbols, pen-drawn letters and doodles, scribbles,
+    digits:      MNIST digits with thicker or thinner strokes, typed digits, typed digits sketched
+                 by hand (skeleton, warped, redrawn), pen-drawn digits
+    non-digits:  typed and sketched letters and symbols, pen-drawn letters and doodles, scribbles,
                  textures (what a crop of a photo holds), pieces and overlays of MNIST digits
 """
 
@@ -156,6 +157,21 @@ def typed(text: str, rng: np.random.Generator, font: Path | None = None) -> np.n
     return np.asarray(image, np.float32)
 
 
+def sketched(glyph: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A typed glyph as a hand would draw it: its skeleton, warped a little, redrawn with a pen."""
+    from scipy import ndimage
+    from skimage.morphology import skeletonize
+
+    size = glyph.shape[0]
+    lines = skeletonize(glyph > 128).astype(np.float32)
+    warp = [np.asarray(Image.fromarray(rng.normal(0, rng.uniform(1, 4), (4, 4)).astype(np.float32)).resize(
+        (size, size), Image.Resampling.BICUBIC)) for _ in range(2)]
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float32)
+    lines = ndimage.map_coordinates(lines, [rows + warp[0], cols + warp[1]], order=1) > 0.2
+    lines = ndimage.binary_dilation(lines, iterations=int(rng.integers(1, 5)))
+    return ndimage.gaussian_filter(lines.astype(np.float32) * 255, 0.8)
+
+
 def restroked(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """An MNIST digit scaled up and written with a thinner or thicker pen."""
     size = 84
@@ -245,6 +261,15 @@ def _typed_symbol(digits, labels, rng):
     return typed(text, rng), -1
 
 
+def _sketched_symbol(digits, labels, rng):
+    return sketched(typed(NOT_DIGITS[rng.integers(len(NOT_DIGITS))], rng), rng), -1
+
+
+def _sketched_digit(digits, labels, rng):
+    label = int(rng.integers(10))
+    return sketched(typed(DIGITS[label], rng), rng), label
+
+
 def _restroked_digit(digits, labels, rng):
     i = rng.integers(len(digits))
     return restroked(digits[i], rng), int(labels[i])
@@ -263,13 +288,15 @@ def _drawn_digit(digits, labels, rng):
 
 # kind -> (maker, share of its set); a maker returns an image before to_mnist and its label (-1: not a digit)
 DIGIT_KINDS = {
-    "restroked": (_restroked_digit, 0.35),
-    "typed": (_typed_digit, 0.3),
-    "drawn": (_drawn_digit, 0.35),
+    "restroked": (_restroked_digit, 0.3),
+    "typed": (_typed_digit, 0.2),
+    "sketched": (_sketched_digit, 0.2),
+    "drawn": (_drawn_digit, 0.3),
 }
 NON_DIGIT_KINDS = {
-    "typed_symbol": (_typed_symbol, 0.3),
-    "drawn_shape": (lambda d, l, rng: (drawn(DRAWN_SHAPES[rng.integers(len(DRAWN_SHAPES))](), rng), -1), 0.3),
+    "typed_symbol": (_typed_symbol, 0.2),
+    "sketched_symbol": (_sketched_symbol, 0.2),
+    "drawn_shape": (lambda d, l, rng: (drawn(DRAWN_SHAPES[rng.integers(len(DRAWN_SHAPES))](), rng), -1), 0.2),
     "scribble": (lambda d, l, rng: (scribble(rng), -1), 0.15),
     "texture": (lambda d, l, rng: (texture(rng), -1), 0.15),
     "digit_piece": (lambda d, l, rng: (digit_pieces(d, l, rng), -1), 0.1),
