@@ -25,7 +25,9 @@ TINY = {
     "data": {"train_limit": 1200, "test_limit": 300},
     "cv": {"folds": 3, "epochs": 1},
     "train": {"epochs": 2},
-    "evaluate": {"gate": 0.5, "photos": 60},
+    "synthetic": {"mnist": 600, "photos": 200, "digits": 600, "non_digits": 900},
+    "detector": {"epochs": 3},
+    "evaluate": {"gate": 0.5, "photos": 60, "non_digits": 200},
 }
 
 
