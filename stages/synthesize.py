@@ -41,13 +41,19 @@ def main() -> None:
         made[name] = {"images": np.concatenate([images[own], made[name]["images"]]),
                       "labels": np.concatenate([labels[own].astype(np.int8), made[name]["labels"]]),
                       "kind": np.concatenate([np.zeros(len(own), np.uint8), made[name]["kind"]])}
-    for name, arrays in made.items():
-        for key, array in arrays.items():
-            stage.save_npy(OUT / f"{name}_{key}.npy", array[..., np.newaxis] if key == "images" else array)
-        kinds = np.bincount(arrays["kind"], minlength=len(synthetic.KINDS))
-        print(f"{name}: {(arrays['labels'] >= 0).sum()} digits, {(arrays['labels'] < 0).sum()} non-digits ("
-              + ", ".join(f"{k} {n}" for k, n in zip(synthetic.KINDS, kinds) if n) + ")")
-    save_examples(made["train"])
+    from mnist_pipeline import tracking  # MLflow, after the pool's fork
+
+    tracking.connect()
+    with tracking.run("synthesize", tracking.flat_params(synthetic=p.synthetic)):
+        for name, arrays in made.items():
+            for key, array in arrays.items():
+                stage.save_npy(OUT / f"{name}_{key}.npy", array[..., np.newaxis] if key == "images" else array)
+            kinds = dict(zip(synthetic.KINDS, np.bincount(arrays["kind"], minlength=len(synthetic.KINDS)).tolist()))
+            tracking.log_metrics({f"{name}.{kind}": n for kind, n in kinds.items()})
+            print(f"{name}: {(arrays['labels'] >= 0).sum()} digits, {(arrays['labels'] < 0).sum()} non-digits ("
+                  + ", ".join(f"{k} {n}" for k, n in kinds.items() if n) + ")")
+        save_examples(made["train"])
+        tracking.log_artifact(EXAMPLES)
 
 
 def save_examples(arrays: dict, per_row: int = 20) -> None:

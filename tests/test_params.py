@@ -146,7 +146,7 @@ def test_a_params_typo_is_reported_before_tensorflow_or_mlflow_is_imported(tmp_p
     update_params(repo, {"train": {"epoch": 3}})
     probe = ("import atexit, runpy, sys; atexit.register(lambda: print(sorted(m for m in ('tensorflow', 'mlflow', 'keras') if m in sys.modules)));"
              " runpy.run_path(sys.argv[1], run_name='__main__')")
-    for stage in ("crossvalidate", "train", "export", "evaluate"):
+    for stage in ("crossvalidate", "train", "synthesize", "detector", "export", "evaluate"):
         result = run(repo, "python", "-c", probe, f"stages/{stage}.py", check=False, PYTHONPATH="src")
         assert result.returncode == 2, stage
         assert result.stderr.strip() == "error: params.yaml: train.epoch: unknown key; did you mean train.epochs?", stage

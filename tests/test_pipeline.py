@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from conftest import TINY, read_json, run, without_run_ids
 
-STAGES = ["download", "preprocess", "crossvalidate", "train", "export", "evaluate"]
+from mnist_pipeline import synthetic
+
+STAGES = ["download", "preprocess", "crossvalidate", "train", "synthesize", "detector", "export", "evaluate"]
 
 
 def test_every_stage_wrote_its_outputs(pipeline):
@@ -25,7 +27,8 @@ def test_every_stage_wrote_its_outputs(pipeline):
     assert images.max() > 200, "raw 0-255 pixels: scaling belongs to the model"
     for path in ["models/model.keras", "models/export/model.tflite", "models/export/model.json", "models/export/model.weights.h5",
                  "models/export/saved_model/saved_model.pb", "models/export/final.tflite", "models/export/ensemble.tflite",
-                 "models/export/ensemble.keras", "plots/cv_boxplot.png", "plots/cv_curves.png", "plots/misclassified.png"]:
+                 "models/export/ensemble.keras", "plots/cv_boxplot.png", "plots/cv_curves.png", "plots/misclassified.png",
+                 "models/detector/model.keras", "plots/synthetic_examples.png", "plots/reliability.png"]:
         assert (pipeline / path).stat().st_size > 0, path
     folds = sorted(p.name for p in (pipeline / "models" / "folds").iterdir())
     assert folds == [f"fold-{k}.keras" for k in range(1, TINY["cv"]["folds"] + 1)]
@@ -34,33 +37,55 @@ def test_every_stage_wrote_its_outputs(pipeline):
 
 
 def test_metrics(pipeline):
-    cv = read_json(pipeline / "metrics" / "cv.json")
-    assert cv["n_folds"] == TINY["cv"]["folds"] == len(cv["folds"])
-    accuracies = [f["accuracy"] for f in cv["folds"].values()]
-    assert cv["accuracy_mean"] == pytest.approx(np.mean(accuracies)) and cv["accuracy_std"] == pytest.approx(np.std(accuracies))
-    assert 0.5 < cv["accuracy_mean"] <= 1
+    cv, cv_report = read_json(pipeline / "metrics" / "cv.json"), read_json(pipeline / "reports" / "cv.json")
+    assert set(cv) == {"cv_acc", "cv_std"}, "headline numbers only; the details are in reports/"
+    assert cv_report["n_folds"] == TINY["cv"]["folds"] == len(cv_report["folds"])
+    accuracies = [f["accuracy"] for f in cv_report["folds"].values()]
+    assert cv["cv_acc"] == pytest.approx(np.mean(accuracies)) and cv["cv_std"] == pytest.approx(np.std(accuracies))
+    assert 0.5 < cv["cv_acc"] <= 1
 
-    train = read_json(pipeline / "metrics" / "train.json")
+    train = read_json(pipeline / "reports" / "train.json")
     assert train["epochs"] == TINY["train"]["epochs"] and train["n_weights"] == 159_254
 
-    export = read_json(pipeline / "metrics" / "export.json")
-    for name in ("saved_model", "tflite", "json_h5", "ensemble_tflite"):
+    export = read_json(pipeline / "reports" / "export.json")
+    for name in ("saved_model", "bare_tflite", "json_h5", "final_tflite", "ensemble_tflite"):
         assert export["parity"][name]["same_class"] == 1.0
         assert export["parity"][name]["max_probability_diff"] < 1e-4
-    assert export["bytes"]["model.tflite"] > 500_000
+    for name in ("final_tflite", "ensemble_tflite"):
+        assert export["parity"][name]["same_verdict"] == 1.0 and export["parity"][name]["max_digit_score_diff"] < 1e-4
+    assert export["bytes"]["model.tflite"] > 500_000 and 0.2 < export["temperature"] < 5
     assert export["ensemble_members"] == TINY["cv"]["folds"] + 1
     assert export["bytes"]["ensemble.tflite"] > (TINY["cv"]["folds"] + 1) * 500_000
 
-    evaluation = read_json(pipeline / "metrics" / "eval.json")
-    assert evaluation["n_images"] == TINY["data"]["test_limit"]
-    assert 0.6 < evaluation["accuracy"] <= 1 and 0 < evaluation["macro_f1"] <= 1 and evaluation["loss"] > 0
+    headline, evaluation = read_json(pipeline / "metrics" / "eval.json"), read_json(pipeline / "reports" / "eval.json")
+    numbers = [v for path in (pipeline / "metrics").glob("*.json") for v in read_json(path).values()]
+    assert len(numbers) <= 16 and all(isinstance(v, float) for v in numbers), "dvc exp show: a few headline numbers"
+    assert evaluation["n_images"] == TINY["data"]["test_limit"] and evaluation["n_non_digits"] == TINY["evaluate"]["non_digits"]
+    assert 0.6 < headline["test_acc"] <= 1 and 0 < evaluation["macro_f1"] <= 1 and evaluation["loss"] > 0
     assert set(evaluation["per_class"]) == {str(d) for d in range(10)}
     assert evaluation["n_photos"] == TINY["evaluate"]["photos"]
     assert evaluation["accuracy_photos"] > evaluation["accuracy_photos_naive"]
+    assert headline["photo_read"] <= headline["photo_acc"] and headline["flag_mnist"] < 0.1
+    assert 0 <= headline["ece"] < headline["ece_raw"], "the temperature fitted out of fold calibrates the test set too"
+    assert set(evaluation["flagged_non_digits"]) == set(synthetic.NON_DIGIT_KINDS)
     each = evaluation["test_accuracy"]
     assert set(each) == {"final", "ensemble", *(f"fold_{k}" for k in range(1, TINY["cv"]["folds"] + 1))}
-    assert evaluation["served"] == "final" and each["final"] == evaluation["accuracy"]
+    assert evaluation["served"] == "final" and each["final"] == headline["test_acc"] == headline["test_acc_final"]
     assert all(0.5 < value <= 1 for value in each.values())
+
+
+def test_the_detector_learns_digits_from_non_digits(pipeline):
+    """Tiny as the test's detector is, its threshold holds the held-out digits it was set on to the
+    false-flag rate, and it flags more of the project's non-digits than of MNIST's test digits."""
+    detector = read_json(pipeline / "reports" / "detector.json")
+    digit_kinds = ["mnist", "photo", *synthetic.DIGIT_KINDS]
+    assert all(detector["flagged"][kind] <= 0.01 + 1 / detector["n"][kind] for kind in digit_kinds), detector["flagged"]
+    headline = read_json(pipeline / "metrics" / "eval.json")
+    assert headline["flag_nondigit"] > 0.1 > headline["flag_mnist"]
+    synthetic_set = {name: np.load(pipeline / "data" / "synthetic" / f"train_{name}.npy") for name in ("images", "labels", "kind")}
+    small = TINY["synthetic"]
+    assert (synthetic_set["labels"] >= 0).sum() == small["mnist"] + small["photos"] + small["digits"]
+    assert (synthetic_set["labels"] < 0).sum() == small["non_digits"] and synthetic_set["images"].shape[1:] == (28, 28, 1)
 
 
 def test_the_ensemble_averages_its_members(pipeline):
@@ -81,7 +106,7 @@ def test_plot_data(pipeline):
         rows = list(csv.DictReader(f))
     assert len(rows) == TINY["data"]["test_limit"] and set(rows[0]) == {"actual", "predicted"}
     accuracy = np.mean([r["actual"] == r["predicted"] for r in rows])
-    assert accuracy == pytest.approx(read_json(pipeline / "metrics" / "eval.json")["accuracy"])
+    assert accuracy == pytest.approx(read_json(pipeline / "metrics" / "eval.json")["test_acc"])
     with (pipeline / "plots" / "train_history.csv").open() as f:
         history = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in history] == list(range(1, TINY["train"]["epochs"] + 1))
@@ -96,11 +121,12 @@ def test_second_repro_has_nothing_to_do(pipeline):
 
 def test_dvc_shows_metrics_and_renders_plots(pipeline, tmp_path):
     shown = run(pipeline, "dvc", "metrics", "show", "--json").stdout
-    assert '"accuracy_mean"' in shown and '"macro_f1"' in shown
+    assert '"cv_acc"' in shown and '"flag_nondigit"' in shown and '"ece"' in shown
     out = tmp_path / "plots"
     run(pipeline, "dvc", "plots", "show", "-o", str(out))
     html = (out / "index.html").read_text()
-    for title in ("Training loss", "Cross-validation accuracy by fold", "Confusion matrix", "cv_boxplot.png", "misclassified.png"):
+    for title in ("Training loss", "Cross-validation accuracy by fold", "Confusion matrix", "cv_boxplot.png", "misclassified.png",
+                  "Reliability", "synthetic_examples.png"):
         assert title in html, title
     assert "<script src=" not in html and "cdn.jsdelivr" not in html, "the page loads nothing from the network"
     # the charts render in a real browser with every network request refused
@@ -109,7 +135,7 @@ def test_dvc_shows_metrics_and_renders_plots(pipeline, tmp_path):
                   "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=8000", "--dump-dom", (out / "index.html").as_uri(),
                   timeout=120)
     charts = re.findall(r'<canvas width="(\d+)" height="(\d+)" class="marks"', browser.stdout)
-    assert len(charts) == 4 and all(int(w) > 100 and int(h) > 100 for w, h in charts), browser.stdout[-2000:]
+    assert len(charts) == 5 and all(int(w) > 100 and int(h) > 100 for w, h in charts), browser.stdout[-2000:]
 
 
 def test_mlflow_runs(pipeline):
@@ -123,7 +149,7 @@ def test_mlflow_runs(pipeline):
     commit = run(pipeline, "git", "rev-parse", "HEAD").stdout.strip()
     assert all(r.data.tags["git_commit"] == commit for r in runs)
 
-    cv = read_json(pipeline / "metrics" / "cv.json")
+    cv = read_json(pipeline / "reports" / "cv.json")
     parent = by_id[cv["mlflow"]["run_id"]]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert sorted(r.info.run_id for r in children) == sorted(cv["mlflow"]["fold_run_ids"])
@@ -133,27 +159,29 @@ def test_mlflow_runs(pipeline):
     history = mlflow.MlflowClient().get_metric_history(children[0].info.run_id, "val_accuracy")
     assert [m.step for m in history] == list(range(1, TINY["cv"]["epochs"] + 1))
 
-    train = read_json(pipeline / "metrics" / "train.json")
+    train = read_json(pipeline / "reports" / "train.json")
     model = mlflow.get_logged_model(train["mlflow"]["model_id"])
     assert model.source_run_id == train["mlflow"]["run_id"]
     assert len(mlflow.MlflowClient().get_metric_history(train["mlflow"]["run_id"], "loss")) == TINY["train"]["epochs"]
     assert mlflow.models.get_model_info(f"models:/{model.model_id}").signature is not None
 
-    evaluation = read_json(pipeline / "metrics" / "eval.json")
+    evaluation = read_json(pipeline / "reports" / "eval.json")
     assert evaluation["gate_passed"]
     champion = mlflow.MlflowClient().get_model_version_by_alias("mnist-cnn", "champion")
     assert champion.version == evaluation["mlflow"]["model_version"]
-    assert champion.source == f"models:/{model.model_id}" and champion.run_id == train["mlflow"]["run_id"]
-    linked = {m.key: m.value for m in mlflow.get_logged_model(model.model_id).metrics or []}
-    assert linked["accuracy"] == pytest.approx(evaluation["accuracy"])
+    exported = read_json(pipeline / "reports" / "export.json")["mlflow"]
+    served = mlflow.get_logged_model(exported["served_model_id"])
+    assert champion.source == f"models:/{served.model_id}" and champion.run_id == exported["run_id"], "the served model, verdict and all"
+    linked = {m.key: m.value for m in served.metrics or []}
+    assert linked["test_acc"] == pytest.approx(evaluation["accuracy"]) and linked["flag_nondigit"] == read_json(pipeline / "metrics" / "eval.json")["flag_nondigit"]
 
 
 def test_forced_rerun_gives_identical_metrics(pipeline):
-    before = {p.name: p.read_text() for p in (pipeline / "metrics").glob("*.json")}
+    before = {p: p.read_text() for p in [*(pipeline / "metrics").glob("*.json"), *(pipeline / "reports").glob("*.json")]}
     confusion = (pipeline / "plots" / "confusion.csv").read_text()
     run(pipeline, "dvc", "repro", "-f")
     for name, text in before.items():
-        assert without_run_ids(json.loads(text)) == without_run_ids(read_json(pipeline / "metrics" / name)), name
+        assert without_run_ids(json.loads(text)) == without_run_ids(read_json(name)), name
     assert (pipeline / "plots" / "confusion.csv").read_text() == confusion
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import MIRROR
-from PIL import Image
+from PIL import Image, ImageDraw
 
-from mnist_pipeline import cli, imaging, mnist
-from mnist_pipeline.predict import LiteRTModel
+from mnist_pipeline import imaging, mnist
+from mnist_pipeline.predict import PARALLEL_FROM, LiteRTModel, Prediction
 
 CLI = [sys.executable, "-m", "mnist_pipeline.cli"]
 
@@ -85,7 +85,8 @@ def test_every_format_and_mode_gives_the_same_digit(tmp_path, tflite_model, test
     predictions = json.loads(result.stdout)
     assert sorted(Path(p["path"]).name for p in predictions) == sorted(names)
     for p in predictions:
-        assert set(p) == {"path", "digit", "confidence", "probabilities"}
+        assert set(p) == {"path", "answer", "is_digit", "digit_score", "digit", "confidence", "unsure_between", "probabilities"}
+        assert p["is_digit"] is True and p["digit_score"] >= 0.5
         assert len(p["probabilities"]) == 10 and sum(p["probabilities"]) == pytest.approx(1, abs=1e-3)
         assert p["confidence"] == max(p["probabilities"]) and p["digit"] == int(np.argmax(p["probabilities"]))
         assert p["digit"] == labels[index], p["path"]
@@ -97,8 +98,9 @@ def test_table_output_and_debug_images(tmp_path, tflite_model, test_digits):
     result = predict("--top-k", "2", "--model", str(tflite_model), "--debug-dir", str(tmp_path / "debug"), str(tmp_path / "one.png"))
     assert result.returncode == 0
     header, row = result.stdout.strip().splitlines()
-    assert header.split()[:4] == ["file", "digit", "confidence", "top"]
-    assert row.startswith(str(tmp_path / "one.png")) and len(row.split()) == 5
+    assert header.split()[:4] == ["file", "answer", "confidence", "top"]
+    (answer,) = json.loads(predict("--json", "--model", str(tflite_model), str(tmp_path / "one.png")).stdout)
+    assert row.split()[:2] == [str(tmp_path / "one.png"), str(answer["digit"])] and len(row.split()) == 5
     (debug,) = (tmp_path / "debug").iterdir()
     assert np.asarray(Image.open(debug)).shape == (28, 28)
 
@@ -148,7 +150,7 @@ def png_declaring(width: int, height: int) -> bytes:
 
 
 def test_a_hostile_image_in_a_large_batch_costs_only_its_own_answer(tmp_path, tflite_model, test_digits):
-    """Past cli.PARALLEL_FROM images the batch is decoded in a process pool: one file must not sink it."""
+    """Past PARALLEL_FROM images the batch is decoded in a process pool: one file must not sink it."""
     images, _ = test_digits
     for i, digit in enumerate(images):
         Image.fromarray(digit).save(tmp_path / f"{i:03d}.png")
@@ -158,10 +160,55 @@ def test_a_hostile_image_in_a_large_batch_costs_only_its_own_answer(tmp_path, tf
     result = predict("--json", "--model", str(tflite_model), str(tmp_path))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     by_name = {Path(p["path"]).name: p for p in json.loads(result.stdout)}
-    assert len(by_name) == len(images) + 2 >= cli.PARALLEL_FROM
+    assert len(by_name) == len(images) + 2 >= PARALLEL_FROM
     assert by_name["hostile.png"]["error"] == "900,000,000 pixels is over the limit of 40,000,000"
     assert "digit" in by_name["animated.gif"], "a multi-frame image is read from its first frame"
     assert sum("digit" in p for p in by_name.values()) == len(images) + 1
+
+
+def not_digits(directory: Path) -> list[str]:
+    """Images no model should read as a digit: a filled square, a drawn grid, a page of text."""
+    square = Image.new("L", (200, 200), 255)
+    ImageDraw.Draw(square).rectangle([40, 40, 160, 160], fill=0)
+    grid = Image.new("L", (200, 200), 255)
+    for x in range(30, 180, 30):
+        ImageDraw.Draw(grid).line([(x, 20), (x, 180)], fill=0, width=6)
+        ImageDraw.Draw(grid).line([(20, x), (180, x)], fill=0, width=6)
+    square.save(directory / "square.png")
+    grid.save(directory / "grid.png")
+    return ["square.png", "grid.png"]
+
+
+def test_an_image_that_is_not_a_digit_is_answered_as_such(tmp_path, tflite_model, test_digits):
+    """The verdict is an answer, not an error: exit 0, `is_digit: false` with the closest digit,
+    and the table says so in words."""
+    images, labels = test_digits
+    model = LiteRTModel(tflite_model)
+    probabilities, _ = model.read(images)
+    index = int(np.flatnonzero((probabilities.argmax(1) == labels) & (probabilities.max(1) > 0.9))[0])
+    Image.fromarray(images[index]).save(tmp_path / "digit.png")
+    names = not_digits(tmp_path)
+    result = predict("--json", "--model", str(tflite_model), str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    by_name = {Path(p["path"]).name: p for p in json.loads(result.stdout)}
+    assert by_name["digit.png"]["is_digit"] is True and by_name["digit.png"]["digit"] == labels[index]
+    for name in names:
+        assert by_name[name]["is_digit"] is False and by_name[name]["digit_score"] < 0.5, by_name[name]
+        assert by_name[name]["digit"] in range(10), "the closest digit still comes with the verdict"
+    table = predict("--model", str(tflite_model), str(tmp_path)).stdout
+    rows = {Path(line.split()[0]).name: line for line in table.strip().splitlines()[1:]}
+    for name in names:
+        assert f"not a digit (closest: {by_name[name]['digit']})" in rows[name]
+    assert rows["digit.png"].split()[1] == str(labels[index])
+
+
+def test_two_close_digits_are_an_unsure_answer():
+    sure = Prediction("a.png", [0.0] * 4 + [0.97] + [0.0] * 4 + [0.03], digit_score=0.9)
+    close = Prediction("b.png", [0.0] * 4 + [0.55] + [0.0] * 4 + [0.45], digit_score=0.9)
+    refused = Prediction("c.png", [0.0] * 4 + [0.55] + [0.0] * 4 + [0.45], digit_score=0.1)
+    assert (sure.answer, sure.as_json()["unsure_between"]) == ("4", None)
+    assert (close.answer, close.as_json()["unsure_between"]) == ("unsure: 4 or 9", [4, 9])
+    assert refused.answer == "not a digit (closest: 4)" and refused.as_json()["is_digit"] is False
 
 
 def test_thin_strokes_under_uneven_light_are_read_and_blank_pages_are_not(test_digits):

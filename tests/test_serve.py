@@ -194,6 +194,15 @@ def shown_digit(page) -> str:
     return page.locator("#digit").inner_text()
 
 
+def page_text(answer: dict) -> str:
+    """What the page shows in large type for an API answer."""
+    if answer["is_digit"] is False:
+        return "Not a digit"
+    if answer["unsure_between"]:
+        return "{} or {}".format(*answer["unsure_between"])
+    return str(answer["digit"])
+
+
 def canvas_png(page) -> bytes:
     return base64.b64decode(page.evaluate("document.getElementById('pad').toDataURL('image/png')").split(",", 1)[1])
 
@@ -216,9 +225,9 @@ def test_the_page_reads_digits_drawn_with_the_mouse_and_uploaded_photos(server, 
             # Guesses made while the stroke went on may still be arriving: wait for the one of the whole drawing.
             status, answer = post(server, canvas_png(page))
             deadline = time.monotonic() + 20
-            while (shown := shown_digit(page)) != str(answer["digit"]) and time.monotonic() < deadline:
+            while (shown := shown_digit(page)) != page_text(answer) and time.monotonic() < deadline:
                 time.sleep(0.2)
-            assert status == 200 and shown == str(answer["digit"]), "the page shows what the API answers for its drawing"
+            assert status == 200 and shown == page_text(answer), "the page shows what the API answers for its drawing"
             if digit == "1":
                 assert shown == "1", "a plain vertical stroke is a 1"
             assert len(page.locator("#top li").all()) == 3
@@ -231,7 +240,17 @@ def test_the_page_reads_digits_drawn_with_the_mouse_and_uploaded_photos(server, 
         photo = digits[3]
         page.set_input_files("#file", str(photo))
         page.wait_for_function("document.getElementById('status').textContent === ''")
-        assert page.locator("#digit").inner_text() == str(post(server, photo.read_bytes())[1]["digit"])
+        assert page.locator("#digit").inner_text() == page_text(post(server, photo.read_bytes())[1])
+
+        page.click("#clear")  # a filled square: not a digit, with the closest guess in small type
+        draw(page, [[(0.3 + 0.4 * x / 20, y) for y in (0.3, 0.7)] for x in range(21)])
+        status, answer = post(server, canvas_png(page))
+        deadline = time.monotonic() + 20
+        while (shown := shown_digit(page)) != "Not a digit" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert status == 200 and answer["is_digit"] is False and shown == "Not a digit", answer
+        assert page.locator("#confidence").inner_text().startswith(f"closest: {answer['digit']} (")
+        assert float(page.locator("#digit").evaluate("e => parseFloat(getComputedStyle(e).fontSize)")) < 40, "the verdict, not a big digit"
         page.set_input_files("#file", {"name": "notes.png", "mimeType": "image/png", "buffer": b"not an image"})
         page.wait_for_selector("#status.error")
         assert page.locator("#status").inner_text() == "Could not read a digit: not an image Pillow can read"

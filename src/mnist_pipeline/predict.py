@@ -50,7 +50,7 @@ class Prediction:
     def as_json(self) -> dict:
         if self.error:
             return {"path": self.path, "error": self.error}
-        return {"path": self.path, "is_digit": self.is_digit, "digit_score": self.digit_score, "digit": self.digit,
+        return {"path": self.path, "answer": self.answer, "is_digit": self.is_digit, "digit_score": self.digit_score, "digit": self.digit,
                 "confidence": self.probabilities[self.digit], "unsure_between": self.unsure_between,
                 "probabilities": self.probabilities}
 

@@ -66,8 +66,20 @@ async function send(body, type) {
 
 function show(answer) {
   status.textContent = "";
-  document.getElementById("digit").textContent = answer.digit;
-  document.getElementById("confidence").textContent = (100 * answer.confidence).toFixed(1) + "% sure";
+  const digit = document.getElementById("digit");
+  const sure = (100 * answer.confidence).toFixed(1) + "%";
+  // The verdict first: not a digit, unsure between two, or the digit. The closest guess stays small.
+  digit.classList.toggle("verdict", answer.is_digit === false || answer.unsure_between !== null);
+  if (answer.is_digit === false) {
+    digit.textContent = "Not a digit";
+    document.getElementById("confidence").textContent = `closest: ${answer.digit} (${sure})`;
+  } else if (answer.unsure_between) {
+    digit.textContent = answer.unsure_between.join(" or ");
+    document.getElementById("confidence").textContent = "unsure between them";
+  } else {
+    digit.textContent = answer.digit;
+    document.getElementById("confidence").textContent = sure + " sure";
+  }
   const top = document.getElementById("top");
   top.replaceChildren();
   const ranked = answer.probabilities.map((p, d) => [p, d]).sort((a, b) => b[0] - a[0]).slice(0, 3);
