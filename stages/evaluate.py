@@ -20,6 +20,7 @@ from mnist_pipeline.predict import LiteRTModel  # noqa: E402
 
 EXPORT = Path("models/export")
 FOLD_MODELS = Path("models/folds")
+MODEL = Path("models/model.keras")
 PREPARED = Path("data/prepared")
 EXPORT_REPORT = Path("reports/export.json")
 
@@ -39,9 +40,6 @@ def main() -> None:
         probabilities, scores = model.read(test.images)
         predicted = probabilities.argmax(axis=1)
         details = evaluation.classification_metrics(test.labels, probabilities)
-        raw = probabilities.astype(np.float64) ** exported["temperature"]  # the served model before its temperature
-        ece, after = evaluation.calibration(probabilities, test.labels)
-        ece_raw, before = evaluation.calibration(raw / raw.sum(axis=1, keepdims=True), test.labels)
         _, non_digit_scores = model.read(non_digits["images"])
         flagged = non_digit_scores < 0.5
         details["flagged_non_digits"] = {synthetic.KINDS[k]: float(flagged[non_digits["kind"] == k].mean())
@@ -49,8 +47,12 @@ def main() -> None:
         if p.evaluate.photos:
             details |= evaluation.photo_accuracy(model, test.images, test.labels, p.evaluate.photos, p.evaluate.photos_seed)
         each = {name: LiteRTModel(EXPORT / f"{name}.tflite").predict(test.images) for name in ("final", "ensemble")}
-        for path in sorted(FOLD_MODELS.glob("fold-*.keras"), key=lambda f: int(f.stem[5:])):
-            each[path.stem.replace("-", "_")] = export.load_keras(path).predict(test.images.astype("float32"), batch_size=1000, verbose=0)
+        bare = {path.stem.replace("-", "_"): export.load_keras(path).predict(test.images.astype("float32"), batch_size=1000, verbose=0)
+                for path in [*sorted(FOLD_MODELS.glob("fold-*.keras"), key=lambda f: int(f.stem[5:])), MODEL]}
+        before_temperature = bare["model"] if exported["serve"] == "final" else np.mean(list(bare.values()), axis=0)
+        ece, after = evaluation.calibration(probabilities, test.labels)
+        ece_raw, before = evaluation.calibration(before_temperature, test.labels)
+        each |= {name: probs for name, probs in bare.items() if name != "model"}
         details["test_accuracy"] = {name: float((probs.argmax(1) == test.labels).mean()) for name, probs in each.items()}
         headline = {
             "test_acc": details["accuracy"],

@@ -37,8 +37,8 @@ def main() -> None:
     detector = export.load_keras(DETECTOR / "model.keras")
     threshold = json.loads((DETECTOR / "threshold.json").read_text())["log_odds"]
     temperature = evaluation.fit_temperature(np.load(OUT_OF_FOLD), mnist.load_prepared(PREPARED, "train").labels)
-    served = {"final": models.served(final, detector, temperature, threshold),
-              "ensemble": models.served(models.ensemble([*folds, final]), detector, temperature, threshold)}
+    served = {"final": models.served([final], detector, temperature, threshold),
+              "ensemble": models.served([*folds, final], detector, temperature, threshold)}
     images = mnist.load_prepared(PREPARED, "test").images.astype("float32")
     with tracking.run("export", tracking.flat_params(export=p.export)) as run_id:
         tracking.log_metrics({"temperature": temperature, "threshold_log_odds": threshold})

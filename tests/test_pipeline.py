@@ -31,7 +31,9 @@ def test_every_stage_wrote_its_outputs(pipeline):
                  "models/detector/model.keras", "plots/synthetic_examples.png", "plots/reliability.png"]:
         assert (pipeline / path).stat().st_size > 0, path
     folds = sorted(p.name for p in (pipeline / "models" / "folds").iterdir())
-    assert folds == [f"fold-{k}.keras" for k in range(1, TINY["cv"]["folds"] + 1)]
+    assert folds == [*(f"fold-{k}.keras" for k in range(1, TINY["cv"]["folds"] + 1)), "out_of_fold_probabilities.npy"]
+    out_of_fold = np.load(pipeline / "models" / "folds" / "out_of_fold_probabilities.npy")
+    assert out_of_fold.shape == (TINY["data"]["train_limit"], 10) and np.allclose(out_of_fold.sum(1), 1, atol=1e-4), "every image, once"
     export = pipeline / "models" / "export"
     assert (export / "model.tflite").read_bytes() == (export / "final.tflite").read_bytes(), "export.serve: final by default"
 
@@ -88,17 +90,22 @@ def test_the_detector_learns_digits_from_non_digits(pipeline):
     assert (synthetic_set["labels"] < 0).sum() == small["non_digits"] and synthetic_set["images"].shape[1:] == (28, 28, 1)
 
 
-def test_the_ensemble_averages_its_members(pipeline):
-    """The exported ensemble's probabilities are the mean of the fold models' and the final model's."""
+def test_the_ensemble_averages_its_calibrated_members(pipeline):
+    """The exported ensemble's probabilities are the mean of the fold models' and the final
+    model's, each calibrated by the temperature export fitted."""
     from mnist_pipeline import export
     from mnist_pipeline.predict import LiteRTModel
 
     images = np.load(pipeline / "data" / "prepared" / "test_images.npy")[:100].astype("float32")
     members = [export.load_keras(pipeline / "models" / "folds" / f"fold-{k}.keras") for k in range(1, TINY["cv"]["folds"] + 1)]
     members.append(export.load_keras(pipeline / "models" / "model.keras"))
-    mean = np.mean([m.predict(images, verbose=0) for m in members], axis=0)
+    temperature = read_json(pipeline / "reports" / "export.json")["temperature"]
+    calibrated = []
+    for member in members:  # softmax(logits / T): log p is the logits up to a constant
+        z = np.log(member.predict(images, verbose=0).astype(np.float64)) / temperature
+        calibrated.append(np.exp(z - z.max(1, keepdims=True)) / np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True))
     ensemble = LiteRTModel(pipeline / "models" / "export" / "ensemble.tflite").predict(images)
-    assert np.abs(ensemble - mean).max() < 1e-5
+    assert np.abs(ensemble - np.mean(calibrated, axis=0)).max() < 1e-4
 
 
 def test_plot_data(pipeline):

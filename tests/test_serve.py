@@ -242,6 +242,10 @@ def test_the_page_reads_digits_drawn_with_the_mouse_and_uploaded_photos(server, 
         page.wait_for_function("document.getElementById('status').textContent === ''")
         assert page.locator("#digit").inner_text() == page_text(post(server, photo.read_bytes())[1])
 
+        page.set_input_files("#file", {"name": "notes.png", "mimeType": "image/png", "buffer": b"not an image"})
+        page.wait_for_selector("#status.error")
+        assert page.locator("#status").inner_text() == "Could not read a digit: not an image Pillow can read"
+
         page.click("#clear")  # a filled square: not a digit, with the closest guess in small type
         draw(page, [[(0.3 + 0.4 * x / 20, y) for y in (0.3, 0.7)] for x in range(21)])
         status, answer = post(server, canvas_png(page))
@@ -251,9 +255,6 @@ def test_the_page_reads_digits_drawn_with_the_mouse_and_uploaded_photos(server, 
         assert status == 200 and answer["is_digit"] is False and shown == "Not a digit", answer
         assert page.locator("#confidence").inner_text().startswith(f"closest: {answer['digit']} (")
         assert float(page.locator("#digit").evaluate("e => parseFloat(getComputedStyle(e).fontSize)")) < 40, "the verdict, not a big digit"
-        page.set_input_files("#file", {"name": "notes.png", "mimeType": "image/png", "buffer": b"not an image"})
-        page.wait_for_selector("#status.error")
-        assert page.locator("#status").inner_text() == "Could not read a digit: not an image Pillow can read"
         browser.close()
 
 
@@ -271,11 +272,14 @@ def test_mlflow_serves_the_registered_champion(pipeline, tflite_model, digits):
         request = urllib.request.Request(f"{url}/invocations", data=json.dumps({"inputs": images.tolist()}).encode(),
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=60) as response:
-            predictions = np.array(json.loads(response.read())["predictions"])
+            predictions = json.loads(response.read())["predictions"]
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
     from mnist_pipeline.predict import LiteRTModel
 
-    assert predictions.shape == (20, 10)
-    assert np.abs(predictions - LiteRTModel(tflite_model).predict(images)).max() < 1e-4, "the champion is the model that is served"
+    probabilities, scores = LiteRTModel(tflite_model).read(images)
+    assert set(predictions) == {"probabilities", "digit_score"}, "the probabilities and the verdict, as predict has them"
+    assert np.array(predictions["probabilities"]).shape == (20, 10) and np.array(predictions["digit_score"]).shape == (20, 2)
+    assert np.abs(np.array(predictions["probabilities"]) - probabilities).max() < 1e-4, "the champion is the model that is served"
+    assert np.abs(np.array(predictions["digit_score"])[:, 1] - scores).max() < 1e-4

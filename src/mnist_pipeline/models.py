@@ -7,7 +7,7 @@ from .params import Model
 
 with quiet_native_stderr():  # TensorFlow's start-up banner (see quiet_native_stderr)
     import keras
-    from keras import layers, ops
+    from keras import layers
 
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
@@ -73,8 +73,10 @@ def build(params: Model) -> keras.Model:
 
 
 def detector() -> keras.Model:
-    """Digit or not: a small CNN with two classes, 0 = not a digit, 1 = a digit (about 30,000 weights)."""
-    conv = dict(kernel_size=3, activation="relu", kernel_initializer="he_uniform")
+    """Digit or not: a small CNN with two classes, 0 = not a digit, 1 = a digit (about 100,000
+    weights; as cheap to run as the tutorial's CNN). Dropout: it must learn what a digit is, not
+    the generator's habits."""
+    conv = dict(kernel_size=3, padding="same", activation="relu", kernel_initializer="he_uniform")
     return keras.Sequential(
         [
             keras.Input(INPUT_SHAPE, name="pixels"),
@@ -84,52 +86,44 @@ def detector() -> keras.Model:
             layers.Conv2D(64, **conv),
             layers.MaxPooling2D(2),
             layers.Conv2D(64, **conv),
+            layers.MaxPooling2D(2),
             layers.Flatten(),
-            layers.Dense(100, activation="relu", kernel_initializer="he_uniform"),
+            layers.Dropout(0.3),
+            layers.Dense(128, activation="relu", kernel_initializer="he_uniform"),
+            layers.Dropout(0.3),
             layers.Dense(2, activation="softmax", name="digit_or_not"),
         ],
         name="detector",
     )
 
 
-@keras.saving.register_keras_serializable("mnist_pipeline")
-class Temperature(layers.Layer):
-    """Probabilities made less (T > 1) or more (T < 1) sure: softmax(log(p) / T). The class
-    ranking is unchanged; T is fitted on held-out predictions (evaluation.fit_temperature)."""
-
-    def __init__(self, temperature: float, **kwargs):
-        super().__init__(**kwargs)
-        self.temperature = float(temperature)
-
-    def call(self, probabilities):
-        return ops.softmax(ops.log(ops.maximum(probabilities, 1e-30)) / self.temperature, axis=-1)
-
-    def get_config(self):
-        return super().get_config() | {"temperature": self.temperature}
+def _copy(model: keras.Model, name: str, logits: bool = False) -> keras.Model:
+    """The model under a new name (a model's layers need distinct names), with the same weights;
+    `logits`: its last layer without the softmax."""
+    config = model.get_config() | {"name": name}
+    if logits:
+        config["layers"][-1]["config"]["activation"] = "linear"
+    copy = model.__class__.from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
-def served(classifier: keras.Model, digit_or_not: keras.Model, temperature: float, threshold: float) -> keras.Model:
-    """One model with two outputs for predict and serve: `probabilities`, the classifier's
-    calibrated by `temperature`, and `digit_score` (N, 2), whose second column is >= 0.5 exactly
-    when the detector's log-odds of "a digit" reach `threshold`: the verdict, with its threshold
-    inside the model."""
+def served(members: list[keras.Model], digit_or_not: keras.Model, temperature: float, threshold: float) -> keras.Model:
+    """One model with two outputs for predict and serve, of standard Keras layers only (MLflow
+    and LiteRT load it as it is):
+
+    - `probabilities`: each member's softmax(logits / temperature), averaged over the members
+      (one member: the final model; several: the ensemble). The temperature is fitted on held-out
+      predictions (evaluation.fit_temperature) and leaves the ranking of the digits as it was.
+    - `digit_score` (N, 2): the detector's, with its second column >= 0.5 exactly when its
+      log-odds of "a digit" reach `threshold`: the verdict, with its threshold inside the model.
+    """
     pixels = keras.Input(INPUT_SHAPE, name="pixels")
-    shifted = digit_or_not.__class__.from_config(digit_or_not.get_config() | {"name": "detector"})
-    shifted.set_weights(digit_or_not.get_weights())
+    calibrated = [layers.Softmax()(layers.Rescaling(1 / temperature)(_copy(member, f"member_{i}", logits=True)(pixels)))
+                  for i, member in enumerate(members, 1)]
+    probabilities = calibrated[0] if len(calibrated) == 1 else layers.Average()(calibrated)
+    shifted = _copy(digit_or_not, "detector")
     last = shifted.layers[-1]
     kernel, bias = last.get_weights()
     last.set_weights([kernel, bias - [0.0, threshold]])  # softmax's p1 = sigmoid(logit1 - logit0 - threshold)
-    probabilities = Temperature(temperature, name="probabilities")(classifier(pixels))
     return keras.Model(pixels, {"probabilities": probabilities, "digit_score": shifted(pixels)}, name="served")
-
-
-def ensemble(members: list[keras.Model]) -> keras.Model:
-    """One model whose output is the mean of the members' probabilities. Each member is copied
-    under its own name (member_1, ...), since a model's layers need distinct names."""
-    pixels = keras.Input(INPUT_SHAPE, name="pixels")
-    outputs = []
-    for i, member in enumerate(members, 1):
-        copy = member.__class__.from_config(member.get_config() | {"name": f"member_{i}"})
-        copy.set_weights(member.get_weights())
-        outputs.append(copy(pixels))
-    return keras.Model(pixels, layers.Average(name="probabilities")(outputs), name="ensemble")

@@ -139,8 +139,8 @@ class Synthetic:
     mnist: int = _int(0, MNIST_TRAIN_SIZE, default=12000)  # MNIST training digits, as they are
     photos: int = _int(0, default=3000)  # MNIST digits photographed (imaging.photo_like)
     digits: int = _int(0, default=12000)  # digits restroked, typed in a font or drawn with a pen
-    non_digits: int = _int(1, default=18000)  # letters, symbols, shapes, scribbles, textures, digit pieces
-    validation: float = _number(0.01, 0.5, default=0.1)  # share of each held out to set the threshold
+    non_digits: int = _int(1, default=18000)  # letters, symbols, shapes, scribbles, textures, overlaid digits
+    validation: float = _number(0.01, 0.5, default=0.2)  # share of each held out to set the threshold
     seed: int = _int(0, default=0)
 
 
