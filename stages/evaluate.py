@@ -67,8 +67,8 @@ def main() -> None:
             headline |= {"photo_acc": details["accuracy_photos"], "photo_flag": details["flagged_photos"],
                          "photo_read": details["read_right_photos"]}
         stage.write_csv("plots/confusion.csv", ["actual", "predicted"], zip(test.labels.tolist(), predicted.tolist()))
-        stage.write_csv("plots/reliability.csv", ["confidence", "accuracy", "calibration", "images"],
-                        [[r[1], r[2], name, r[3]] for name, rows in (("before", before), ("after", after)) for r in rows])
+        for path, rows in (("plots/reliability.csv", after), ("plots/reliability_raw.csv", before)):  # two lines in one dvc plot
+            stage.write_csv(path, ["confidence", "accuracy", "images"], [r[1:] for r in rows])
         stage.save_figure("plots/misclassified.png", evaluation.misclassified_grid(test.images, test.labels, predicted))
         stage.save_figure("plots/reliability.png", evaluation.reliability_diagram(before, after))
         model_id = exported["mlflow"]["served_model_id"]

@@ -18,10 +18,10 @@ STAGES = ("crossvalidate", "train")
 
 def _assert_same_accuracy_as_none(repo, pipeline) -> None:
     """Within noise: replicas sum their gradients in another order than one device does."""
-    cv, cv_none = read_json(repo / "metrics" / "cv.json"), read_json(pipeline / "metrics" / "cv.json")
+    cv, cv_none = read_json(repo / "reports" / "cv.json"), read_json(pipeline / "reports" / "cv.json")
     assert cv["n_folds"] == cv_none["n_folds"]
     assert cv["accuracy_mean"] == pytest.approx(cv_none["accuracy_mean"], abs=0.02)
-    train, train_none = read_json(repo / "metrics" / "train.json"), read_json(pipeline / "metrics" / "train.json")
+    train, train_none = read_json(repo / "reports" / "train.json"), read_json(pipeline / "reports" / "train.json")
     assert train["train_accuracy"] == pytest.approx(train_none["train_accuracy"], abs=0.02)
 
 
@@ -30,17 +30,19 @@ def _runs(repo) -> list:
     return mlflow.search_runs(experiment_names=["mnist-pipeline"], output_format="list")
 
 
+@pytest.mark.slow
 def test_mirrored_over_two_logical_cpus(tmp_path, pipeline):
     repo = copy_repo(tmp_path / "repo")
     update_params(repo, {"distribute": {"strategy": "mirrored", "devices": ["/cpu:0", "/cpu:1"]}})
     result = run(repo, "dvc", "repro", "crossvalidate", "train")
     assert "training on 1200 images for 2 epochs on 2 replicas" in result.stdout
     _assert_same_accuracy_as_none(repo, pipeline)
-    train_run = {r.info.run_id: r for r in _runs(repo)}[read_json(repo / "metrics" / "train.json")["mlflow"]["run_id"]]
+    train_run = {r.info.run_id: r for r in _runs(repo)}[read_json(repo / "reports" / "train.json")["mlflow"]["run_id"]]
     assert train_run.data.params["distribute.strategy"] == "mirrored"
     assert train_run.data.params["distribute.devices"] == "['/cpu:0', '/cpu:1']"
 
 
+@pytest.mark.slow
 def test_multi_worker_with_two_processes(tmp_path, pipeline):
     """The chief runs `dvc repro`; the other worker, in its own clone, runs the same stage scripts."""
     ports = [free_port(), free_port()]

@@ -72,13 +72,14 @@ def _wait_for_queue(repo: Path, timeout: float = 900) -> str:
     raise AssertionError(f"queue still busy:\n{status}")
 
 
+@pytest.mark.slow
 def test_workspace_temp_and_parallel_queued_experiments(tmp_path, mlflow_server):
     """The baseline and two experiments queued at once log to the team's server on PostgreSQL;
     a workspace and a --temp experiment to the repo's own SQLite store."""
     repo = copy_repo(tmp_path / "repo")
     run(repo, "dvc", "repro", MLFLOW_TRACKING_URI=mlflow_server)
     assert not (repo / "mlflow.db").exists() and not (repo / "mlartifacts").exists(), "all went to the server"
-    logged = {name: read_json(repo / "metrics" / f"{name}.json") for name in ("cv", "train", "export", "eval")}
+    logged = {name: read_json(repo / "reports" / f"{name}.json") for name in ("cv", "train", "export", "eval")}
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "baseline")
 
@@ -94,20 +95,22 @@ def test_workspace_temp_and_parallel_queued_experiments(tmp_path, mlflow_server)
     assert status.count("Success") == 2, status
 
     shown = json.loads(run(repo, "dvc", "exp", "show", "--json").stdout)
-    experiments = {}
+    experiments, reports = {}, {}
     for baseline in shown:
         for exp in baseline.get("experiments") or []:
-            data = exp["revs"][0]["data"]
-            experiments[exp["name"]] = data
+            experiments[exp["name"]] = exp["revs"][0]["data"]
+            # the details are committed with each experiment beside its headline metrics
+            reports[exp["name"]] = {name: json.loads(run(repo, "git", "show", f"{exp['revs'][0]['rev']}:reports/{name}.json").stdout)
+                                    for name in ("eval", "export")}
     assert {"ws", "tmp", "q64", "q128"} <= set(experiments)
     for name, batch in (("ws", 200), ("tmp", 100), ("q64", 64), ("q128", 128)):
         data = experiments[name]
         assert data["params"]["params.yaml"]["data"]["train"]["batch_size"] == batch
-        evaluation = data["metrics"]["metrics/eval.json"]["data"]
-        assert 0 < evaluation["accuracy"] <= 1 and "run_id" in evaluation["mlflow"]
+        headline, evaluation = data["metrics"]["metrics/eval.json"]["data"], reports[name]["eval"]
+        assert 0 < headline["test_acc"] <= 1 and "run_id" in evaluation["mlflow"]
         assert set(evaluation["test_accuracy"]) >= {"final", "ensemble", "fold_1"}, "every model side by side"
         served = "ensemble" if name == "tmp" else "final"
-        assert evaluation["served"] == served and evaluation["accuracy"] == evaluation["test_accuracy"][served]
+        assert evaluation["served"] == served and headline["test_acc"] == evaluation["test_accuracy"][served]
 
     # workspace and --temp runs went to the main repo's SQLite store, not to temporary copies
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
@@ -115,13 +118,13 @@ def test_workspace_temp_and_parallel_queued_experiments(tmp_path, mlflow_server)
     for name in ("ws", "tmp"):
         stages = {r.data.tags["stage"] for r in local if r.data.tags.get("dvc.exp_name") == name}
         assert {"train", "export", "evaluate"} <= stages, name
-        run_id = experiments[name]["metrics"]["metrics/eval.json"]["data"]["mlflow"]["run_id"]
+        run_id = reports[name]["eval"]["mlflow"]["run_id"]
         assert any(r.info.run_id == run_id for r in local)
     assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db"))
     # the ensemble that `tmp` served is the champion it registered
-    exported = experiments["tmp"]["metrics"]["metrics/export.json"]["data"]
+    exported = reports["tmp"]["export"]
     champion = mlflow.MlflowClient().get_model_version_by_alias("mnist-cnn", "champion")
-    assert champion.source == f"models:/{exported['mlflow']['ensemble_model_id']}" == f"models:/{exported['mlflow']['served_model_id']}"
+    assert exported["serve"] == "ensemble" and champion.source == f"models:/{exported['mlflow']['served_model_id']}"
 
     remote = server_runs(mlflow_server)
     _assert_baseline_on_server(mlflow_server, remote, logged)
@@ -130,9 +133,9 @@ def test_workspace_temp_and_parallel_queued_experiments(tmp_path, mlflow_server)
         mine = [r for r in remote if r["tags"].get("dvc.exp_name") == name]
         assert {r["tags"]["stage"] for r in mine} >= {"train", "export", "evaluate"}, name
         assert all(r["info"]["status"] == "FINISHED" for r in mine)
-        run_id = experiments[name]["metrics"]["metrics/eval.json"]["data"]["mlflow"]["run_id"]
+        run_id = reports[name]["eval"]["mlflow"]["run_id"]
         evaluate_run = next(r for r in mine if r["info"]["run_id"] == run_id)
-        assert evaluate_run["metrics"]["accuracy"] == pytest.approx(experiments[name]["metrics"]["metrics/eval.json"]["data"]["accuracy"])
+        assert evaluate_run["metrics"]["test_acc"] == pytest.approx(experiments[name]["metrics"]["metrics/eval.json"]["data"]["test_acc"])
     versions = api(mlflow_server, "model-versions/search?filter=name%3D%27mnist-cnn%27")["model_versions"]
     assert len(versions) == 3, "the baseline and both queued experiments registered their champion"
     alias = api(mlflow_server, "registered-models/alias?name=mnist-cnn&alias=champion")["model_version"]
@@ -154,11 +157,11 @@ def _assert_baseline_on_server(server: str, runs: list[dict], baseline: dict) ->
     assert train_run["metrics"]["accuracy"] == pytest.approx(baseline["train"]["train_accuracy"])
     assert train_run["params"]["train.epochs"] == str(baseline["train"]["epochs"])
     evaluate_run = by_id[baseline["eval"]["mlflow"]["run_id"]]
-    assert evaluate_run["metrics"]["accuracy"] == pytest.approx(baseline["eval"]["accuracy"])
+    assert evaluate_run["metrics"]["test_acc"] == pytest.approx(baseline["eval"]["accuracy"])
     assert artifact(server, evaluate_run, "misclassified.png").startswith(b"\x89PNG")
     assert len({r["tags"]["pipeline_run"] for r in (cv_run, train_run, evaluate_run)}) == 1, "one group in the UI"
     assert all(r["info"]["status"] == "FINISHED" for r in runs)
-    for model_id in (baseline["train"]["mlflow"]["model_id"], baseline["export"]["mlflow"]["ensemble_model_id"]):
+    for model_id in (baseline["train"]["mlflow"]["model_id"], baseline["export"]["mlflow"]["served_model_id"]):
         root = api(server, f"logged-models/{model_id}")["model"]["info"]["artifact_uri"].removeprefix("mlflow-artifacts:")
         with urllib.request.urlopen(f"{server}/api/2.0/mlflow-artifacts/artifacts{root}/MLmodel", timeout=30) as response:
             assert b"keras" in response.read()

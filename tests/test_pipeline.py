@@ -68,7 +68,12 @@ def test_metrics(pipeline):
     assert evaluation["n_photos"] == TINY["evaluate"]["photos"]
     assert evaluation["accuracy_photos"] > evaluation["accuracy_photos_naive"]
     assert headline["photo_read"] <= headline["photo_acc"] and headline["flag_mnist"] < 0.1
-    assert 0 <= headline["ece"] < headline["ece_raw"], "the temperature fitted out of fold calibrates the test set too"
+    for name, ece in (("reliability.csv", headline["ece"]), ("reliability_raw.csv", headline["ece_raw"])):
+        with (pipeline / "plots" / name).open() as f:
+            rows = list(csv.DictReader(f))
+        assert sum(int(r["images"]) for r in rows) == TINY["data"]["test_limit"]
+        gaps = sum(int(r["images"]) * abs(float(r["confidence"]) - float(r["accuracy"])) for r in rows)
+        assert ece == pytest.approx(gaps / TINY["data"]["test_limit"]), "the ECE is the reliability diagram's weighted gap"
     assert set(evaluation["flagged_non_digits"]) == set(synthetic.NON_DIGIT_KINDS)
     each = evaluation["test_accuracy"]
     assert set(each) == {"final", "ensemble", *(f"fold_{k}" for k in range(1, TINY["cv"]["folds"] + 1))}
@@ -183,6 +188,7 @@ def test_mlflow_runs(pipeline):
     assert linked["test_acc"] == pytest.approx(evaluation["accuracy"]) and linked["flag_nondigit"] == read_json(pipeline / "metrics" / "eval.json")["flag_nondigit"]
 
 
+@pytest.mark.slow
 def test_forced_rerun_gives_identical_metrics(pipeline):
     before = {p: p.read_text() for p in [*(pipeline / "metrics").glob("*.json"), *(pipeline / "reports").glob("*.json")]}
     confusion = (pipeline / "plots" / "confusion.csv").read_text()

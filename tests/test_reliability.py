@@ -30,16 +30,19 @@ def kill_when(repo: Path, target: str, ready, timeout: float = 600) -> str:
     return log.read_text()
 
 
+@pytest.mark.slow
 def test_killed_crossvalidation_reuses_the_finished_folds(tmp_path, pipeline):
     repo = copy_repo(tmp_path / "repo")
     kill_when(repo, "crossvalidate", lambda r, _: any(r.glob(".cache/crossvalidate/*/fold-1/result.json")))
     assert not (repo / "metrics" / "cv.json").exists(), "dvc removes a stage's outputs before running it"
     result = run(repo, "dvc", "repro", "crossvalidate")
     assert "fold 1/3: reusing the result saved by an interrupted run" in result.stdout
-    assert without_run_ids(read_json(repo / "metrics" / "cv.json")) == without_run_ids(read_json(pipeline / "metrics" / "cv.json"))
+    for name in ("metrics/cv.json", "reports/cv.json"):
+        assert without_run_ids(read_json(repo / name)) == without_run_ids(read_json(pipeline / name)), name
     assert not list(repo.glob(".cache/crossvalidate/*")), "finished work clears its checkpoints"
 
 
+@pytest.mark.slow
 def test_killed_crossvalidation_resumes_each_fold_after_its_last_epoch_in_the_same_mlflow_runs(tmp_path):
     # Epochs of a few seconds, so that the kill comes between a fold's first and second epoch.
     repo = copy_repo(tmp_path / "repo", TINY | {"data": {"train_limit": 6000, "test_limit": 300}, "cv": {"folds": 2, "epochs": 2}})
@@ -54,7 +57,7 @@ def test_killed_crossvalidation_resumes_each_fold_after_its_last_epoch_in_the_sa
     for k in interrupted:
         assert f"fold {k}/2: resuming after epoch 1/2, saved by an interrupted run" in resumed
         assert f"fold {k}/2 epoch 1/2:" not in resumed and f"fold {k}/2 epoch 2/2:" in resumed
-    cv = read_json(repo / "metrics" / "cv.json")
+    cv = read_json(repo / "reports" / "cv.json")
     assert cv["mlflow"] == {"run_id": parent_id, "fold_run_ids": fold_run_ids}
     client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     for run_id in (parent_id, *fold_run_ids):
@@ -64,9 +67,10 @@ def test_killed_crossvalidation_resumes_each_fold_after_its_last_epoch_in_the_sa
     assert not list(repo.glob(".cache/crossvalidate/*"))
 
     run(repo, "dvc", "repro", "--force", "--single-item", "crossvalidate")  # the same work, never interrupted
-    assert without_run_ids(read_json(repo / "metrics" / "cv.json")) == without_run_ids(cv)
+    assert without_run_ids(read_json(repo / "reports" / "cv.json")) == without_run_ids(cv)
 
 
+@pytest.mark.slow
 def test_killed_training_resumes_after_its_last_epoch_in_the_same_mlflow_run(tmp_path, pipeline):
     repo = copy_repo(tmp_path / "repo")
     kill_when(repo, "train", lambda r, _: any(r.glob(".cache/train/*/checkpoint.json")))
@@ -79,13 +83,30 @@ def test_killed_training_resumes_after_its_last_epoch_in_the_same_mlflow_run(tmp
     resumed = run(repo, "dvc", "repro", "train").stdout
     assert "resuming after epoch 1/2, saved by an interrupted run" in resumed
     assert "epoch 1/2:" not in resumed.split("Running stage 'train'")[1]
-    train = read_json(repo / "metrics" / "train.json")
+    train = read_json(repo / "reports" / "train.json")
     assert train["mlflow"]["run_id"] == run_id, "the interrupted MLflow run goes on"
     client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     assert client.get_run(run_id).info.status == "FINISHED"
     assert [m.step for m in client.get_metric_history(run_id, "loss")] == [1, 2]
-    assert without_run_ids(read_json(repo / "metrics" / "train.json")) == without_run_ids(read_json(pipeline / "metrics" / "train.json"))
+    assert without_run_ids(read_json(repo / "reports" / "train.json")) == without_run_ids(read_json(pipeline / "reports" / "train.json"))
     assert not list(repo.glob(".cache/train/*")), "finished work clears its checkpoint"
+
+
+@pytest.mark.slow
+def test_a_killed_detector_resumes_after_its_last_epoch_and_ends_where_an_uninterrupted_one_does(tmp_path):
+    repo = copy_repo(tmp_path / "repo", TINY | {"detector": {"epochs": 12}})
+    kill_when(repo, "detector", lambda r, _: any(r.glob(".cache/detector/*/checkpoint.json")))
+    assert not (repo / "models" / "detector").exists(), "no detector until training has finished"
+    [saved] = (repo / ".cache" / "detector").iterdir()
+    run_id = (saved / "mlflow_run_id").read_text()
+    resumed = run(repo, "dvc", "repro", "detector").stdout
+    assert "resuming after epoch" in resumed and "epoch 1/12:" not in resumed.split("Running stage 'detector'")[1]
+    report = read_json(repo / "reports" / "detector.json")
+    assert report["mlflow"]["run_id"] == run_id, "the interrupted MLflow run goes on"
+    assert mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}").get_run(run_id).info.status == "FINISHED"
+    assert not list(repo.glob(".cache/detector/*"))
+    run(repo, "dvc", "repro", "--force", "--single-item", "detector")  # the same work, never interrupted
+    assert without_run_ids(read_json(repo / "reports" / "detector.json")) == without_run_ids(report)
 
 
 def test_a_keras_file_with_code_in_it_is_refused(tmp_path, pipeline):

@@ -207,6 +207,7 @@ def canvas_png(page) -> bytes:
     return base64.b64decode(page.evaluate("document.getElementById('pad').toDataURL('image/png')").split(",", 1)[1])
 
 
+@pytest.mark.slow
 def test_the_page_reads_digits_drawn_with_the_mouse_and_uploaded_photos(server, tmp_path, digits):
     strokes = {
         "1": [[(0.5, 0.15), (0.5, 0.85)]],
@@ -258,6 +259,7 @@ def test_the_page_reads_digits_drawn_with_the_mouse_and_uploaded_photos(server, 
         browser.close()
 
 
+@pytest.mark.slow
 def test_mlflow_serves_the_registered_champion(pipeline, tflite_model, digits):
     """MLflow's own server on the model that evaluate registered as mnist-cnn@champion."""
     port = free_port()

@@ -74,16 +74,16 @@ def build(params: Model) -> keras.Model:
 
 def detector() -> keras.Model:
     """Digit or not: a small CNN with two classes, 0 = not a digit, 1 = a digit (about 100,000
-    weights; as cheap to run as the tutorial's CNN). Dropout: it must learn what a digit is, not
-    the generator's habits."""
+    weights, a third of the tutorial CNN's computation). Dropout: it must learn what a digit is,
+    not the generator's habits."""
     conv = dict(kernel_size=3, padding="same", activation="relu", kernel_initializer="he_uniform")
     return keras.Sequential(
         [
             keras.Input(INPUT_SHAPE, name="pixels"),
             layers.Rescaling(1 / 255, name="scale"),
-            layers.Conv2D(32, **conv),
+            layers.Conv2D(16, **conv),
             layers.MaxPooling2D(2),
-            layers.Conv2D(64, **conv),
+            layers.Conv2D(32, **conv),
             layers.MaxPooling2D(2),
             layers.Conv2D(64, **conv),
             layers.MaxPooling2D(2),

@@ -136,18 +136,18 @@ class Distribute:
 class Synthetic:
     """The digit-or-not detector's examples: seeded, procedural, made by the synthesize stage."""
 
-    mnist: int = _int(0, MNIST_TRAIN_SIZE, default=12000)  # MNIST training digits, as they are
-    photos: int = _int(0, default=3000)  # MNIST digits photographed (imaging.photo_like)
-    digits: int = _int(0, default=12000)  # digits restroked, typed in a font or drawn with a pen
-    non_digits: int = _int(1, default=18000)  # letters, symbols, shapes, scribbles, textures, overlaid digits
+    mnist: int = _int(0, MNIST_TRAIN_SIZE, default=10000)  # MNIST training digits, as they are
+    photos: int = _int(0, default=2000)  # MNIST digits photographed (imaging.photo_like)
+    digits: int = _int(0, default=9000)  # digits restroked, typed in a font or drawn with a pen
+    non_digits: int = _int(1, default=13500)  # letters, symbols, shapes, scribbles, textures, overlaid digits
     validation: float = _number(0.01, 0.5, default=0.2)  # share of each held out to set the threshold
     seed: int = _int(0, default=0)
 
 
 @dataclass(frozen=True)
 class Detector:
-    epochs: int = _int(1, default=15)
-    batch_size: int = _int(1, default=128)
+    epochs: int = _int(1, default=12)
+    batch_size: int = _int(1, default=256)
     learning_rate: float = _positive_number(default=0.001)
     false_flag_rate: float = _number(0.0001, 0.5, default=0.01)  # of held-out digits of each kind called "not a digit"
     seed: int = _int(0, default=0)
