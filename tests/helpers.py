@@ -26,7 +26,7 @@ TINY = {
     "cv": {"folds": 3, "epochs": 1},
     "train": {"epochs": 2},
     "synthetic": {"mnist": 600, "photos": 200, "digits": 600, "non_digits": 900},
-    "detector": {"epochs": 3},
+    "detector": {"epochs": 5, "batch_size": 64},
     "evaluate": {"gate": 0.5, "photos": 60, "non_digits": 200},
 }
 

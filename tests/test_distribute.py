@@ -79,7 +79,7 @@ def test_multi_worker_with_two_processes(tmp_path, pipeline):
     by_stage = {}
     for r in runs:
         by_stage.setdefault(r.data.tags["stage"], []).append(r)
-    assert len(by_stage["train"]) == 1 and len(by_stage["crossvalidate"]) == 1 + read_json(chief / "metrics" / "cv.json")["n_folds"]
+    assert len(by_stage["train"]) == 1 and len(by_stage["crossvalidate"]) == 1 + read_json(chief / "reports" / "cv.json")["n_folds"]
     assert by_stage["train"][0].data.params["distribute.strategy"] == "multi_worker"
 
 
