@@ -56,8 +56,8 @@ def main() -> None:
         details["test_accuracy"] = {name: float((probs.argmax(1) == test.labels).mean()) for name, probs in each.items()}
         headline = {
             "test_acc": details["accuracy"],
-            "test_acc_final": details["test_accuracy"]["final"],
-            "test_acc_ensemble": details["test_accuracy"]["ensemble"],
+            "final_acc": details["test_accuracy"]["final"],
+            "ens_acc": details["test_accuracy"]["ensemble"],
             "flag_mnist": float((scores < 0.5).mean()),
             "flag_nondigit": float(flagged.mean()),
             "ece": ece,

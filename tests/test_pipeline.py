@@ -77,7 +77,7 @@ def test_metrics(pipeline):
     assert set(evaluation["flagged_non_digits"]) == set(synthetic.NON_DIGIT_KINDS)
     each = evaluation["test_accuracy"]
     assert set(each) == {"final", "ensemble", *(f"fold_{k}" for k in range(1, TINY["cv"]["folds"] + 1))}
-    assert evaluation["served"] == "final" and each["final"] == headline["test_acc"] == headline["test_acc_final"]
+    assert evaluation["served"] == "final" and each["final"] == headline["test_acc"] == headline["final_acc"]
     assert all(0.5 < value <= 1 for value in each.values())
 
 
