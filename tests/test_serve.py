@@ -285,3 +285,28 @@ def test_mlflow_serves_the_registered_champion(pipeline, tflite_model, digits):
     assert np.array(predictions["probabilities"]).shape == (20, 10) and np.array(predictions["digit_score"]).shape == (20, 2)
     assert np.abs(np.array(predictions["probabilities"]) - probabilities).max() < 1e-4, "the champion is the model that is served"
     assert np.abs(np.array(predictions["digit_score"])[:, 1] - scores).max() < 1e-4
+
+
+@pytest.mark.slow
+def test_mnist_pipeline_ui_opens_on_the_stages_runs(pipeline):
+    """A fresh browser at the address `mnist-pipeline ui` prints sees the pipeline's runs, not the
+    GenAI overview the experiment's page opens on."""
+    port = free_port()
+    process = subprocess.Popen(["mnist-pipeline", "ui", "--port", str(port)], cwd=pipeline, env=env_for(pipeline),
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("MLflow UI, the pipeline's runs: http://127.0.0.1:"), line
+        url = line.split(": ", 1)[1].split()[0]
+        assert url.endswith("/runs?workflowType=machine_learning")
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("http://127.0.0.1") else route.abort())
+            page.goto(url)
+            for stage in ("crossvalidate", "train", "detector", "evaluate"):
+                page.get_by_text(stage, exact=True).first.wait_for(timeout=60_000)
+            browser.close()
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)

@@ -51,9 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     s.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     s.add_argument("--workers", type=int, default=1, choices=range(1, 65), metavar="N", help="server processes (1-64, default 1)")
+    u = commands.add_parser("ui", help="the MLflow UI on the project's runs (mlflow ui on its store)")
+    u.add_argument("--port", type=int, default=5000, help="port (default: 5000); the UI listens on 127.0.0.1")
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "ui":
+        return ui(args)
 
     try:
         paths = find_images(args.inputs)
@@ -102,6 +106,51 @@ def serve(args: argparse.Namespace) -> int:
     except SystemExit as exc:  # uvicorn exits 1 when it cannot listen (port taken); it has said why
         return int(exc.code or 1)
     return 0
+
+
+def ui(args: argparse.Namespace, timeout: float = 120) -> int:
+    """`mlflow ui` on the project's store, and the address of the experiment's training runs: a
+    fresh browser would open on the GenAI overview."""
+    import signal
+    import subprocess
+    import time
+    import urllib.error
+    import urllib.request
+
+    from .tracking import EXPERIMENT, tracking_uri  # MLflow: only for this command
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so that `finally` stops the server too
+    base = f"http://127.0.0.1:{args.port}"
+    mlflow_cli = Path(sys.executable).with_name("mlflow")
+    server = subprocess.Popen([str(mlflow_cli), "ui", "--backend-store-uri", tracking_uri(), "--host", "127.0.0.1",
+                               "--port", str(args.port)], stdout=sys.stderr)  # stdout: only the address
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name={EXPERIMENT}",
+                                            timeout=5) as response:
+                    experiment_id = json.loads(response.read())["experiment"]["experiment_id"]
+                break
+            except urllib.error.HTTPError:  # the server answers, but the store has no runs of this project yet
+                print(f"mnist-pipeline: error: no MLflow experiment {EXPERIMENT} in {tracking_uri()}: run `dvc repro` first",
+                      file=sys.stderr)
+                return 1
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    print(f"mnist-pipeline: error: mlflow ui did not answer at {base}", file=sys.stderr)
+                    return 1
+                time.sleep(0.5)
+        print(f"MLflow UI, the pipeline's runs: {base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+              " (Ctrl-C stops)", flush=True)
+        server.wait()
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            server.wait()
 
 
 def entry_point() -> None:
