@@ -119,10 +119,18 @@ def ui(args: argparse.Namespace, timeout: float = 120) -> int:
 
     from .tracking import EXPERIMENT, tracking_uri  # MLflow: only for this command
 
+    try:
+        store = tracking_uri()
+    except PipelineError as exc:  # outside the repository
+        print(f"mnist-pipeline: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if store.startswith("sqlite:///") and not Path(store.removeprefix("sqlite:///")).is_file():  # mlflow would create it
+        print(f"mnist-pipeline: error: no MLflow store at {store} yet: run `dvc repro` first", file=sys.stderr)
+        return 1
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so that `finally` stops the server too
     base = f"http://127.0.0.1:{args.port}"
     mlflow_cli = Path(sys.executable).with_name("mlflow")
-    server = subprocess.Popen([str(mlflow_cli), "ui", "--backend-store-uri", tracking_uri(), "--host", "127.0.0.1",
+    server = subprocess.Popen([str(mlflow_cli), "ui", "--backend-store-uri", store, "--host", "127.0.0.1",
                                "--port", str(args.port)], stdout=sys.stderr)  # stdout: only the address
     try:
         deadline = time.monotonic() + timeout
@@ -133,7 +141,7 @@ def ui(args: argparse.Namespace, timeout: float = 120) -> int:
                     experiment_id = json.loads(response.read())["experiment"]["experiment_id"]
                 break
             except urllib.error.HTTPError:  # the server answers, but the store has no runs of this project yet
-                print(f"mnist-pipeline: error: no MLflow experiment {EXPERIMENT} in {tracking_uri()}: run `dvc repro` first",
+                print(f"mnist-pipeline: error: no MLflow experiment {EXPERIMENT} in {store}: run `dvc repro` first",
                       file=sys.stderr)
                 return 1
             except OSError:
