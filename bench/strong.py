@@ -13,7 +13,6 @@ the same machine; epochs of --images images per model after a warm-up.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import subprocess
 import sys
@@ -26,12 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-# The README's strong recipe (its `dvc exp run -n strong -S ...` command).
-STRONG = {
-    "model": {"name": "bn_cnn", "dense_units": 128, "dropout": 0.2},
-    "augment": {"rotation": 10, "shift": 0.1, "zoom": 0.1},
-    "cv": {"epochs": 10, "batch_size": 128, "learning_rate": 0.003, "schedule": "cosine"},
-}
 SETUPS = {  # name: (how, models at once, augmented)
     "plain fit, Keras augmentation layers, one model": ("plain", 1, True),
     "pipeline, one model, augmented": ("pipeline", 1, True),
@@ -42,10 +35,13 @@ SETUPS = {  # name: (how, models at once, augmented)
 
 
 def strong_params():
+    """The strong preset (conf/recipe/strong.yaml), as `dvc exp run -S recipe=strong` composes it."""
+    import yaml
+    from helpers import compose
+
     from mnist_pipeline import params
 
-    p = params.load(ROOT / "params.yaml")
-    return dataclasses.replace(p, **{name: dataclasses.replace(getattr(p, name), **values) for name, values in STRONG.items()})
+    return params.parse(yaml.safe_load(compose("recipe=strong")))
 
 
 def speed(setup: str, n_images: int) -> float:
@@ -78,7 +74,7 @@ def speed(setup: str, n_images: int) -> float:
         shared = training.to_tensors(data.images, data.labels)
         jobs = {k: training.prepare(p.model, shared, np.arange(n_images), batch_size=p.cv.batch_size, optimizer="adam",
                                     learning_rate=p.cv.learning_rate, schedule=p.cv.schedule, epochs=p.cv.epochs, augment=augment,
-                                    seed=k) for k in range(n_models)}
+                                    label_smoothing=p.cv.label_smoothing, seed=k) for k in range(n_models)}
 
         def run(steps: int | None = None) -> None:
             if steps:

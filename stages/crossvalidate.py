@@ -66,6 +66,7 @@ def main() -> None:
             schedule=p.cv.schedule,
             epochs=p.cv.epochs,
             augment=p.augment,
+            label_smoothing=p.cv.label_smoothing,
             seed=p.cv.random_state + fold,
             validation_index=val_index,
             strategy=strategy,

@@ -1,10 +1,11 @@
-"""Stage 1: the four MNIST IDX files into data/raw/, each verified against its pinned SHA-256."""
+"""Stage 1: the four MNIST IDX files into data/raw/, each verified against its pinned SHA-256, from
+$MNIST_MIRROR, then $MNIST_MIRRORS or the public mirrors (mnist.MIRRORS). It reads no params."""
 
 from pathlib import Path
 
 from mnist_pipeline import stage
 
-p = stage.load_params()  # first: a typo in params.yaml answers before TensorFlow and MLflow load
+stage.load_params()  # first: a typo anywhere in params.yaml answers before anything is fetched
 
 from mnist_pipeline import mnist, tracking  # noqa: E402
 
@@ -13,8 +14,8 @@ RAW = Path("data/raw")
 
 def main() -> None:
     tracking.connect()
-    with tracking.run("download", tracking.flat_params(download=p.download)):
-        mnist.download(RAW, p.download.mirrors, p.download.timeout)
+    with tracking.run("download", {"sources": " ".join(mnist.sources())}):
+        mnist.download(RAW)
 
 
 if __name__ == "__main__":

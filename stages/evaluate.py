@@ -53,6 +53,8 @@ def main() -> None:
         ece, after = evaluation.calibration(probabilities, test.labels)
         ece_raw, before = evaluation.calibration(before_temperature, test.labels)
         each |= {name: probs for name, probs in bare.items() if name != "model"}
+        if exported["tta"]:  # what the shifted copies add: the same models on the image alone
+            each |= {"final_without_tta": bare["model"], "ensemble_without_tta": np.mean(list(bare.values()), axis=0)}
         details["test_accuracy"] = {name: float((probs.argmax(1) == test.labels).mean()) for name, probs in each.items()}
         headline = {
             "test_acc": details["accuracy"],

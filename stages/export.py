@@ -6,6 +6,7 @@ threshold: one file, one call, two outputs (models.served).
 
     final.tflite                                      the final model, served
     ensemble.tflite, ensemble.keras                   the fold models and the final model, probabilities averaged, served
+                                                      (each also over shifted copies of the image, with export.tta)
     model.tflite                                      the one `export.serve` names: predict's and serve's default
     saved_model/, model.json + model.weights.h5       the bare final model as a SavedModel and as the tutorial saved it
 """
@@ -37,8 +38,8 @@ def main() -> None:
     detector = export.load_keras(DETECTOR / "model.keras")
     threshold = json.loads((DETECTOR / "threshold.json").read_text())["log_odds"]
     temperature = evaluation.fit_temperature(np.load(OUT_OF_FOLD), mnist.load_prepared(PREPARED, "train").labels)
-    served = {"final": models.served([final], detector, temperature, threshold),
-              "ensemble": models.served([*folds, final], detector, temperature, threshold)}
+    served = {"final": models.served([final], detector, temperature, threshold, p.export.tta),
+              "ensemble": models.served([*folds, final], detector, temperature, threshold, p.export.tta)}
     images = mnist.load_prepared(PREPARED, "test").images.astype("float32")
     with tracking.run("export", tracking.flat_params(export=p.export)) as run_id:
         tracking.log_metrics({"temperature": temperature, "threshold_log_odds": threshold})
@@ -68,7 +69,7 @@ def main() -> None:
             tracking.log_metrics({f"{name}.{k}": v for name, r in results.items() for k, v in r.items()})
         stage.write_json("reports/export.json", {
             "parity": results, "bytes": sizes, "n_images": len(images), "ensemble_members": len(folds) + 1,
-            "serve": p.export.serve, "temperature": temperature, "threshold_log_odds": threshold,
+            "serve": p.export.serve, "tta": p.export.tta, "temperature": temperature, "threshold_log_odds": threshold,
             "mlflow": {"run_id": run_id, "served_model_id": served_id},
         })
     print(f"temperature {temperature:.3f}, fitted on the out-of-fold probabilities; serving the {p.export.serve} model "

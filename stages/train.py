@@ -41,6 +41,7 @@ def main() -> None:
             schedule=p.train.schedule,
             epochs=p.train.epochs,
             augment=p.augment,
+            label_smoothing=p.train.label_smoothing,
             seed=p.train.seed,
             strategy=strategy,
         )

@@ -46,11 +46,22 @@ def run(repo: Path, *args: str, check: bool = True, timeout: float = 900, **env:
 
 
 def update_params(repo: Path, changes: dict) -> None:
-    path = repo / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    for section, values in changes.items():
-        params.setdefault(section, {}).update(values)
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    """The changes in params.yaml and in conf/config.yaml, which `dvc exp run -S` composes it from."""
+    for path in (repo / "params.yaml", repo / "conf" / "config.yaml"):
+        params = yaml.safe_load(path.read_text())
+        for section, values in changes.items():
+            params.setdefault(section, {}).update(values)
+        path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def compose(*overrides: str, conf: Path = ROOT / "conf") -> str:
+    """params.yaml as `dvc exp run -S OVERRIDE ...` writes it from conf/ (DVC's own Hydra call)."""
+    from dvc.utils.hydra import compose_and_dump
+
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "params.yaml"
+        compose_and_dump(out, str(conf), None, "config", "", list(overrides))
+        return out.read_text()
 
 
 def copy_repo(dest: Path, params: dict | None = TINY) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import copy_repo, read_json, run
+from conftest import TINY, copy_repo, read_json, run
 from helpers import free_port, postgres
 from helpers import mlflow_server as mlflow_server_on
 
@@ -84,9 +84,11 @@ def test_workspace_temp_and_parallel_queued_experiments(tmp_path, mlflow_server)
     run(repo, "git", "commit", "-qm", "baseline")
 
     run(repo, "dvc", "exp", "run", "-n", "ws", "-S", "train.epochs=1")
-    run(repo, "dvc", "exp", "run", "--temp", "-n", "tmp", "-S", "train.batch_size=100", "-S", "export.serve=ensemble")
+    # the strong preset, at the tiny params' epochs (a -S after the recipe wins over it)
+    run(repo, "dvc", "exp", "run", "--temp", "-n", "tmp", "-S", "recipe=strong", "-S", "cv.epochs=1", "-S", "train.epochs=2",
+        "-S", "train.batch_size=100")
     for name, batch in (("q64", 64), ("q128", 128)):
-        run(repo, "dvc", "exp", "run", "--queue", "-n", name, "-S", f"train.batch_size={batch}")
+        run(repo, "dvc", "exp", "run", "--queue", "-n", name, "-S", f"train.batch_size={batch}", *(["-S", "export.serve=final"] if batch == 64 else []))
     try:
         run(repo, "dvc", "queue", "start", "-j", "2", MLFLOW_TRACKING_URI=mlflow_server)
         status = _wait_for_queue(repo)
@@ -109,8 +111,13 @@ def test_workspace_temp_and_parallel_queued_experiments(tmp_path, mlflow_server)
         headline, evaluation = data["metrics"]["metrics/eval.json"]["data"], reports[name]["eval"]
         assert 0 < headline["test_acc"] <= 1 and "run_id" in evaluation["mlflow"]
         assert set(evaluation["test_accuracy"]) >= {"final", "ensemble", "fold_1"}, "every model side by side"
-        served = "ensemble" if name == "tmp" else "final"
+        served = "final" if name == "q64" else "ensemble"
         assert evaluation["served"] == served and headline["test_acc"] == evaluation["test_accuracy"][served]
+        assert data["params"]["params.yaml"]["data"]["data"]["train_limit"] == TINY["data"]["train_limit"], "the tiny params stay"
+    strong = experiments["tmp"]["params"]["params.yaml"]["data"]
+    assert strong["model"]["name"] == "bn_cnn" and strong["cv"]["label_smoothing"] > 0 and reports["tmp"]["export"]["tta"] == 1
+    assert {"final_without_tta", "ensemble_without_tta"} <= set(reports["tmp"]["eval"]["test_accuracy"])
+    assert experiments["ws"]["params"]["params.yaml"]["data"]["model"]["name"] == "seed_cnn"
 
     # workspace and --temp runs went to the main repo's SQLite store, not to temporary copies
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")

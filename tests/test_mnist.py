@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
-from conftest import MIRROR, copy_repo, run, update_params
+from conftest import MIRROR, copy_repo, run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -110,8 +110,7 @@ def test_when_every_source_fails_one_error_names_each_and_nothing_is_left(tmp_pa
 
 def test_download_stage_error_is_one_clear_message(tmp_path, closed_port):
     repo = copy_repo(tmp_path, params=None)
-    update_params(repo, {"download": {"mirrors": [closed_port], "timeout": 1}})
-    result = run(repo, "python", "stages/download.py", check=False, PYTHONPATH="src", MNIST_MIRROR="")
+    result = run(repo, "python", "stages/download.py", check=False, PYTHONPATH="src", MNIST_MIRROR="", MNIST_MIRRORS=closed_port)
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == ["error: could not download train-images-idx3-ubyte.gz from any source "

@@ -8,6 +8,7 @@ import sys
 import pytest
 import yaml
 from conftest import ROOT, copy_repo, run, update_params
+from helpers import compose
 
 from mnist_pipeline import params
 
@@ -72,18 +73,12 @@ def test_stage_exits_2_with_one_line_per_problem(tmp_path):
     assert direct.returncode == 2 and direct.stderr.count("error: params.yaml:") == 2
 
 
-# Read by its stage but deliberately not a DVC param: where the MNIST files come from does not
-# change a result (each is checked against its pinned SHA-256), so it reruns nothing and stays
-# out of `dvc exp show`.
-UNTRACKED = {"download"}
-
-
 def test_dvc_yaml_params_are_exactly_the_sections_each_stage_reads():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for name, spec in stages.items():
         source = (ROOT / "stages" / f"{name}.py").read_text()
         read = set(re.findall(r"\bp\.(\w+)\b", source))
-        assert set(spec.get("params", [])) == read - UNTRACKED, name
+        assert set(spec.get("params", [])) == read, name
         assert read <= set(params.SECTIONS), name
 
 
@@ -121,29 +116,39 @@ def test_dvc_exp_run_set_param_gets_the_same_validation(tmp_path):
     assert not (repo / "data" / "raw").exists(), "nothing was downloaded before the params were checked"
 
 
-def test_the_strong_recipes_keys_are_checked_and_default_to_the_tutorial():
+def test_params_yaml_is_conf_composed_so_a_set_param_run_changes_only_what_it_sets():
+    assert (ROOT / "params.yaml").read_text() == compose(), "edit conf/config.yaml, then write params.yaml from it"
+    assert yaml.safe_load(compose("recipe=tutorial")) == default_raw()
+    changed = yaml.safe_load(compose("train.epochs=15"))
+    assert changed.pop("train")["epochs"] == 15 and {k: v for k, v in default_raw().items() if k != "train"} == changed
+
+
+def test_the_strong_preset_changes_only_the_recipe_and_its_keys_are_checked():
     p = params.load(ROOT / "params.yaml")
     assert not p.augment.active and p.cv.schedule == p.train.schedule == "constant"
-    assert p.export.serve == "final" and p.model.dropout == 0
-    raw = default_raw()
-    raw["model"]["name"] = "bn_cnn"
-    raw["model"]["dropout"] = 0.2
-    raw["augment"] = {"rotation": 10, "shift": 0.1, "zoom": 0.1}
-    raw["cv"]["schedule"] = "cosine"
-    raw["export"] = {"serve": "ensemble"}
+    assert p.export.serve == "ensemble" and p.export.tta == 0 and p.model.dropout == 0 and p.cv.label_smoothing == 0
+    raw = yaml.safe_load(compose("recipe=strong"))
     strong = params.parse(raw)
-    assert strong.augment.active and strong.cv.schedule == "cosine" and strong.export.serve == "ensemble"
+    assert strong.augment.active and strong.cv.schedule == strong.train.schedule == "cosine"
+    assert strong.model.name == "bn_cnn" and strong.export.serve == "ensemble" and strong.export.tta == 1
+    assert strong.cv.label_smoothing == strong.train.label_smoothing > 0
+    assert (strong.data, strong.cv.folds, strong.synthetic, strong.detector, strong.evaluate) == (p.data, p.cv.folds, p.synthetic, p.detector, p.evaluate)
+    assert params.parse(yaml.safe_load(compose("recipe=strong", "cv.epochs=3"))).cv.epochs == 3, "a -S after the preset wins"
     raw["model"]["dropout"] = 1.5
     raw["augment"]["rotation"] = -5
     raw["augment"]["zom"] = 0.1
     raw["train"]["schedule"] = "onecycle"
+    raw["train"]["label_smoothing"] = 0.7
     raw["export"]["serve"] = "folds"
+    raw["export"]["tta"] = 5
     assert sorted(problems(raw)) == sorted([
         "model.dropout: 1.5 is not allowed; expected a number from 0 to 0.9",
         "augment.rotation: -5 is not allowed; expected a number from 0 to 45",
         "augment.zom: unknown key; did you mean augment.zoom?",
         "train.schedule: 'onecycle' is not allowed; expected one of constant, cosine",
+        "train.label_smoothing: 0.7 is not allowed; expected a number from 0 to 0.5",
         "export.serve: 'folds' is not allowed; expected one of final, ensemble",
+        "export.tta: 5 is not allowed; expected an integer from 0 to 3",
     ])
 
 

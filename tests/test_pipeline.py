@@ -35,7 +35,7 @@ def test_every_stage_wrote_its_outputs(pipeline):
     out_of_fold = np.load(pipeline / "models" / "folds" / "out_of_fold_probabilities.npy")
     assert out_of_fold.shape == (TINY["data"]["train_limit"], 10) and np.allclose(out_of_fold.sum(1), 1, atol=1e-4), "every image, once"
     export = pipeline / "models" / "export"
-    assert (export / "model.tflite").read_bytes() == (export / "final.tflite").read_bytes(), "export.serve: final by default"
+    assert (export / "model.tflite").read_bytes() == (export / "ensemble.tflite").read_bytes(), "export.serve: ensemble by default"
 
 
 def test_metrics(pipeline):

@@ -8,10 +8,12 @@ import sys
 
 import numpy as np
 import pytest
+import yaml
 from conftest import MIRROR, ROOT
+from helpers import compose
 
 from mnist_pipeline import PipelineError, mnist, params, training
-from mnist_pipeline.params import Augment, Model
+from mnist_pipeline.params import Augment
 
 # In a fresh process, since the thread setting must come before TensorFlow starts (as in crossvalidate).
 SIDE_BY_SIDE = """
@@ -73,8 +75,9 @@ def test_when_one_job_fails_the_others_stop_and_the_error_comes_through():
     assert outcome["long"].startswith("training stopped during epoch ") and outcome["long"].endswith(" of 10000")
 
 
-STRONG = {"model": Model("bn_cnn", [32, 64, 64], 128, dropout=0.2), "augment": Augment(rotation=10, shift=0.1, zoom=0.1),
-          "schedule": "cosine"}
+_strong = params.parse(yaml.safe_load(compose("recipe=strong")))  # the preset's model, augmentation, schedule and smoothing
+STRONG = {"model": _strong.model, "augment": _strong.augment, "schedule": _strong.cv.schedule,
+          "label_smoothing": _strong.cv.label_smoothing}
 
 
 @pytest.mark.parametrize("recipe", ["default", "strong"])
@@ -86,7 +89,7 @@ def test_a_job_resumed_from_its_checkpoint_ends_exactly_as_one_never_interrupted
     def prepare() -> training.Job:
         return training.prepare(setup["model"], shared, np.arange(640), batch_size=32, optimizer="adam", learning_rate=1e-3,
                                 seed=1, validation_index=np.arange(640, 800), epochs=3, schedule=setup.get("schedule", "constant"),
-                                augment=setup.get("augment"))
+                                augment=setup.get("augment"), label_smoothing=setup.get("label_smoothing", 0.0))
 
     straight = prepare()
     straight_history = training.train(straight, 3)

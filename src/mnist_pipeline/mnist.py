@@ -27,6 +27,11 @@ FILES = {
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
 MIRROR_ENV = "MNIST_MIRROR"
+# Tried after $MNIST_MIRROR. Not params: where the files come from changes no result (each is
+# checked against its checksum), so it must neither rerun stages nor show in `dvc exp show`.
+MIRRORS_ENV = "MNIST_MIRRORS"  # space-separated; replaces MIRRORS, e.g. on a network without them
+MIRRORS = ("https://storage.googleapis.com/cvdf-datasets/mnist/", "https://ossci-datasets.s3.amazonaws.com/mnist/")
+TIMEOUT = 30  # seconds without data before a source is given up
 _IDX_DTYPES = {0x08: np.uint8}  # MNIST only uses unsigned bytes
 
 
@@ -44,13 +49,15 @@ class Dataset:
     labels: np.ndarray  # (N,) uint8 in 0..9
 
 
-def sources(mirrors: list[str]) -> list[str]:
-    """The sources to try, in order: $MNIST_MIRROR first, then the configured mirrors."""
-    env = os.environ.get(MIRROR_ENV, "").strip()
-    return ([env] if env else []) + list(mirrors)
+def sources(mirrors: list[str] | None = None) -> list[str]:
+    """The sources to try, in order: $MNIST_MIRROR, then `mirrors`, or else $MNIST_MIRRORS or MIRRORS."""
+    first = os.environ.get(MIRROR_ENV, "").strip()
+    if mirrors is None:
+        mirrors = os.environ.get(MIRRORS_ENV, "").split() or list(MIRRORS)
+    return ([first] if first else []) + list(mirrors)
 
 
-def download(dest: Path, mirrors: list[str], timeout: float) -> None:
+def download(dest: Path, mirrors: list[str] | None = None, timeout: float = TIMEOUT) -> None:
     """Fetch the four gzipped IDX files into ``dest``, each verified before it lands there."""
     dest.mkdir(parents=True, exist_ok=True)
     tried = sources(mirrors)

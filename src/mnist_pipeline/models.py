@@ -108,19 +108,35 @@ def _copy(model: keras.Model, name: str, logits: bool = False) -> keras.Model:
     return copy
 
 
-def served(members: list[keras.Model], digit_or_not: keras.Model, temperature: float, threshold: float) -> keras.Model:
+def shifted_views(pixels, shift: int) -> list:
+    """The image and, if `shift` > 0, four copies of it moved `shift` pixels down, up, right and
+    left (zeros coming in), of standard Keras layers."""
+    if not shift:
+        return [pixels]
+    padded = layers.ZeroPadding2D(shift)(pixels)
+    both, centred = (0, 2 * shift), (shift, shift)
+    crops = [(both, centred), (both[::-1], centred), (centred, both), (centred, both[::-1])]
+    return [pixels] + [layers.Cropping2D(crop)(padded) for crop in crops]
+
+
+def served(members: list[keras.Model], digit_or_not: keras.Model, temperature: float, threshold: float,
+           tta: int = 0) -> keras.Model:
     """One model with two outputs for predict and serve, of standard Keras layers only (MLflow
     and LiteRT load it as it is):
 
     - `probabilities`: each member's softmax(logits / temperature), averaged over the members
-      (one member: the final model; several: the ensemble). The temperature is fitted on held-out
-      predictions (evaluation.fit_temperature) and leaves the ranking of the digits as it was.
+      (one member: the final model; several: the ensemble) and, with `tta` > 0, over the image
+      and its four copies shifted by `tta` pixels (shifted_views). The temperature is fitted on
+      held-out predictions (evaluation.fit_temperature) and leaves the ranking of the digits as it was.
     - `digit_score` (N, 2): the detector's, with its second column >= 0.5 exactly when its
       log-odds of "a digit" reach `threshold`: the verdict, with its threshold inside the model.
     """
     pixels = keras.Input(INPUT_SHAPE, name="pixels")
-    calibrated = [layers.Softmax()(layers.Rescaling(1 / temperature)(_copy(member, f"member_{i}", logits=True)(pixels)))
-                  for i, member in enumerate(members, 1)]
+    views = shifted_views(pixels, tta)
+    calibrated = []
+    for i, member in enumerate(members, 1):
+        logits = _copy(member, f"member_{i}", logits=True)
+        calibrated += [layers.Softmax()(layers.Rescaling(1 / temperature)(logits(view))) for view in views]
     probabilities = calibrated[0] if len(calibrated) == 1 else layers.Average()(calibrated)
     shifted = _copy(digit_or_not, "detector")
     last = shifted.layers[-1]

@@ -61,15 +61,6 @@ def _choice(options: tuple[str, ...], default: Any = MISSING):
 
 
 @dataclass(frozen=True)
-class Download:
-    mirrors: list = _rule(
-        lambda v: isinstance(v, list) and all(isinstance(m, str) and m for m in v),
-        "a list of URLs or directories",
-    )
-    timeout: float = _positive_number(default=30)
-
-
-@dataclass(frozen=True)
 class Data:
     train_limit: int | None = _int(100, MNIST_TRAIN_SIZE, optional=True, default=None)
     test_limit: int | None = _int(10, MNIST_TEST_SIZE, optional=True, default=None)
@@ -109,6 +100,7 @@ class CV:
     optimizer: str = _choice(OPTIMIZERS)
     learning_rate: float = _positive_number()
     schedule: str = _choice(SCHEDULES, default="constant")
+    label_smoothing: float = _number(0, 0.5, default=0.0)  # 0 = the one-hot targets
 
 
 @dataclass(frozen=True)
@@ -119,6 +111,7 @@ class Train:
     learning_rate: float = _positive_number()
     seed: int = _int(0)
     schedule: str = _choice(SCHEDULES, default="constant")
+    label_smoothing: float = _number(0, 0.5, default=0.0)
 
 
 @dataclass(frozen=True)
@@ -156,6 +149,7 @@ class Detector:
 @dataclass(frozen=True)
 class Export:
     serve: str = _choice(SERVED, default="final")
+    tta: int = _int(0, 3, default=0)  # pixels: each served model also reads the image shifted this far 4 ways; 0 = off
 
 
 @dataclass(frozen=True)
@@ -167,13 +161,12 @@ class Evaluate:
     non_digits_seed: int = _int(0, default=1000)  # other seeds than synthetic.seed's
 
 
-SECTIONS = {"download": Download, "data": Data, "model": Model, "augment": Augment, "cv": CV, "train": Train,
+SECTIONS = {"data": Data, "model": Model, "augment": Augment, "cv": CV, "train": Train,
             "distribute": Distribute, "synthetic": Synthetic, "detector": Detector, "export": Export, "evaluate": Evaluate}
 
 
 @dataclass(frozen=True)
 class Params:
-    download: Download
     data: Data
     model: Model
     augment: Augment

@@ -22,7 +22,7 @@ with quiet_native_stderr():  # TensorFlow's start-up banner (see quiet_native_st
     import keras
     import tensorflow as tf
 
-from .models import INPUT_SHAPE, build
+from .models import INPUT_SHAPE, NUM_CLASSES, build
 from .params import Augment, Distribute, Model
 
 # Several batches per call into TensorFlow: same batches and maths, far less Python per step.
@@ -170,9 +170,10 @@ def distort(images: tf.Tensor, transforms: tf.Tensor) -> tf.Tensor:
 
 
 def dataset(examples: Examples, index: np.ndarray, batch_size: int, shuffle_seed: Sequence[int] | None,
-            augment: Augment | None = None) -> tf.data.Dataset:
+            augment: Augment | None = None, label_smoothing: float | None = None) -> tf.data.Dataset:
     """Batches of the examples at `index`, in an order drawn from `shuffle_seed` if given, each
-    image distorted as `augment` says (with distortions drawn from the same seed).
+    image distorted as `augment` says (with distortions drawn from the same seed). The labels are
+    the digits, or with a `label_smoothing` (0 too) one-hot targets smoothed by it.
 
     Only the indices are shuffled; each batch is gathered from the shared tensors, so five folds
     hold one copy of the images, not five. The images stay uint8: the model's first layer casts
@@ -196,24 +197,30 @@ def dataset(examples: Examples, index: np.ndarray, batch_size: int, shuffle_seed
         slices = rng.permutation(index)
         if augment is not None and augment.active:
             slices = (slices, distortions(augment, len(slices), rng))
+    def targets(i):
+        digits = tf.gather(labels, i)
+        if label_smoothing is None:
+            return digits
+        return tf.one_hot(tf.cast(digits, tf.int32), NUM_CLASSES) * (1 - label_smoothing) + label_smoothing / NUM_CLASSES
+
     if isinstance(slices, tuple):
         def gather(i, transforms):
-            return distort(tf.gather(images, i), transforms), tf.gather(labels, i)
+            return distort(tf.gather(images, i), transforms), targets(i)
     else:
         def gather(i):
-            return tf.gather(images, i), tf.gather(labels, i)
+            return tf.gather(images, i), targets(i)
     return tf.data.Dataset.from_tensor_slices(slices).batch(batch_size).map(gather).prefetch(1).with_options(options)
 
 
 def compile_model(model_params: Model | Callable[[], keras.Model], optimizer: keras.optimizers.Optimizer,
-                  seed: int) -> keras.Model:
+                  seed: int, one_hot: bool = False) -> keras.Model:
     """Build (from params, or with a builder such as models.detector) and compile under the
-    current strategy's scope, if any."""
+    current strategy's scope, if any; `one_hot`: for one-hot targets instead of digits."""
     seed_everything(seed)
     model = model_params() if callable(model_params) else build(model_params)
     model.compile(
         optimizer=optimizer,
-        loss="sparse_categorical_crossentropy",
+        loss="categorical_crossentropy" if one_hot else "sparse_categorical_crossentropy",
         metrics=["accuracy"],
         # Keras's loop of several steps per call fails under tf.distribute (placeholder errors)
         steps_per_execution=1 if tf.distribute.has_strategy() else STEPS_PER_EXECUTION,
@@ -232,13 +239,15 @@ class Job:
     seed: int
     validation: tf.data.Dataset | None
     augment: Augment | None = None
+    label_smoothing: float | None = None  # None: the labels are digits; a number: smoothed one-hot targets
     strategy: tf.distribute.Strategy = field(default_factory=tf.distribute.get_strategy)
     stop: threading.Event = field(default_factory=threading.Event)  # set: training ends at its next step
 
     def epoch(self, number: int) -> tf.data.Dataset:
         """Epoch `number`'s batches (from 0), shuffled by (seed, number) alone, so a job resumed at
         any epoch sees the order it would have seen without the interruption."""
-        return dataset(self.examples, self.index, self.batch_size, shuffle_seed=(self.seed, number), augment=self.augment)
+        return dataset(self.examples, self.index, self.batch_size, shuffle_seed=(self.seed, number), augment=self.augment,
+                       label_smoothing=self.label_smoothing)
 
 
 def prepare(
@@ -254,19 +263,24 @@ def prepare(
     schedule: str = "constant",
     epochs: int = 1,
     augment: Augment | None = None,
+    label_smoothing: float = 0.0,
     strategy: tf.distribute.Strategy | None = None,
 ) -> Job:
     """Build the model from a seed, to train on the `examples` at `index` (distorted as `augment`
-    says) and validate on those at `validation_index`. `epochs` is what the learning-rate
+    says, towards one-hot targets smoothed by `label_smoothing` if it is not 0) and validate on
+    those at `validation_index` (against the plain labels). `epochs` is what the learning-rate
     `schedule` spans. The seed is process-wide, so prepare jobs one after another, then train
     them in any order or at the same time. Under a `strategy` (see distribution) the model
     trains on its devices."""
     strategy = strategy or tf.distribute.get_strategy()
     steps_per_epoch = -(-len(index) // batch_size)
+    smoothing = label_smoothing or None  # 0: digits and the sparse loss, exactly the tutorial's computation
     with strategy.scope():  # the default strategy's scope changes nothing
-        model = compile_model(model_params, make_optimizer(optimizer, learning_rate, schedule, steps_per_epoch, epochs), seed)
-    val = None if validation_index is None else dataset(examples, validation_index, VALIDATION_BATCH, shuffle_seed=None)
-    return Job(model, examples, index, batch_size, seed, val, augment, strategy)
+        model = compile_model(model_params, make_optimizer(optimizer, learning_rate, schedule, steps_per_epoch, epochs), seed,
+                              one_hot=smoothing is not None)
+    val = None if validation_index is None else dataset(examples, validation_index, VALIDATION_BATCH, shuffle_seed=None,
+                                                         label_smoothing=None if smoothing is None else 0.0)
+    return Job(model, examples, index, batch_size, seed, val, augment, smoothing, strategy)
 
 
 def train(job: Job, epochs: int, on_epoch_end: EpochCallback | None = None, label: str | None = None,
