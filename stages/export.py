@@ -2,7 +2,8 @@
 
 Each served model is a classifier with its probabilities calibrated by a temperature (fitted on
 the cross-validation's out-of-fold probabilities) and the digit-or-not detector with its
-threshold: one file, one call, two outputs (models.served).
+threshold: one file, one call, two outputs (models.served); with `export.weights: int8` its
+TFLite file keeps its weights as int8 (evaluate scores the file as it is served).
 
     final.tflite                                      the final model, served
     ensemble.tflite, ensemble.keras                   the fold models and the final model, probabilities averaged, served
@@ -48,7 +49,7 @@ def main() -> None:
             export.to_tflite(final, tmp / "bare_final.tflite", saved_model=tmp / export.SAVED_MODEL)
             export.export_tutorial_files(final, tmp)
             for name, model in served.items():
-                export.to_tflite(model, tmp / f"{name}.tflite")
+                export.to_tflite(model, tmp / f"{name}.tflite", weights=p.export.weights)
             served["ensemble"].save(tmp / "ensemble.keras")
             shutil.copy(tmp / f"{p.export.serve}.tflite", tmp / "model.tflite")
 
@@ -69,7 +70,7 @@ def main() -> None:
             tracking.log_metrics({f"{name}.{k}": v for name, r in results.items() for k, v in r.items()})
         stage.write_json("reports/export.json", {
             "parity": results, "bytes": sizes, "n_images": len(images), "ensemble_members": len(folds) + 1,
-            "serve": p.export.serve, "tta": p.export.tta, "temperature": temperature, "threshold_log_odds": threshold,
+            "serve": p.export.serve, "tta": p.export.tta, "weights": p.export.weights, "temperature": temperature, "threshold_log_odds": threshold,
             "mlflow": {"run_id": run_id, "served_model_id": served_id},
         })
     print(f"temperature {temperature:.3f}, fitted on the out-of-fold probabilities; serving the {p.export.serve} model "

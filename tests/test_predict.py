@@ -262,14 +262,15 @@ def test_thin_and_thick_ink_comes_back_at_mnists_stroke_width(test_digits):
     assert all(low <= imaging.box_stroke_width(d) <= high for d in images[:50])
 
 
-def test_the_ensemble_predicts_through_the_cli(tmp_path, pipeline, test_digits):
+def test_the_final_model_predicts_through_the_cli(tmp_path, pipeline, test_digits):
+    """The other export than the default (export.serve: ensemble)."""
     images, labels = test_digits
     for i, digit in enumerate(images[:20]):
         Image.fromarray(digit).save(tmp_path / f"{i:02d}.png")
-    ensemble = pipeline / "models" / "export" / "ensemble.tflite"
-    result = predict("--json", "--model", str(ensemble), str(tmp_path))
+    final = pipeline / "models" / "export" / "final.tflite"
+    result = predict("--json", "--model", str(final), str(tmp_path))
     assert result.returncode == 0, result.stderr
-    direct = LiteRTModel(ensemble).predict(images[:20]).argmax(1)
+    direct = LiteRTModel(final).predict(images[:20]).argmax(1)
     assert [p["digit"] for p in json.loads(result.stdout)] == direct.tolist()
 
 
@@ -291,6 +292,6 @@ def test_a_keras_model_gives_the_same_answers(tmp_path, pipeline, tflite_model, 
     images, _ = test_digits
     for i, digit in enumerate(images[:20]):
         Image.fromarray(digit).save(tmp_path / f"{i:02d}.png")
-    keras_run = json.loads(predict("--json", "--model", str(pipeline / "models" / "model.keras"), str(tmp_path)).stdout)
+    keras_run = json.loads(predict("--json", "--model", str(pipeline / "models" / "export" / "ensemble.keras"), str(tmp_path)).stdout)
     tflite_run = json.loads(predict("--json", "--model", str(tflite_model), str(tmp_path)).stdout)
     assert [p["digit"] for p in keras_run] == [p["digit"] for p in tflite_run]

@@ -278,13 +278,17 @@ def test_mlflow_serves_the_registered_champion(pipeline, tflite_model, digits):
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
-    from mnist_pipeline.predict import LiteRTModel
+    from mnist_pipeline.predict import KerasModel, LiteRTModel
 
-    probabilities, scores = LiteRTModel(tflite_model).read(images)
     assert set(predictions) == {"probabilities", "digit_score"}, "the probabilities and the verdict, as predict has them"
     assert np.array(predictions["probabilities"]).shape == (20, 10) and np.array(predictions["digit_score"]).shape == (20, 2)
-    assert np.abs(np.array(predictions["probabilities"]) - probabilities).max() < 1e-4, "the champion is the model that is served"
+    # the champion is the served ensemble: its Keras model exactly, its int8 TFLite file in every answer
+    probabilities, scores = KerasModel(pipeline / "models" / "export" / "ensemble.keras").read(images)
+    assert np.abs(np.array(predictions["probabilities"]) - probabilities).max() < 1e-4
     assert np.abs(np.array(predictions["digit_score"])[:, 1] - scores).max() < 1e-4
+    probabilities, scores = LiteRTModel(tflite_model).read(images)
+    assert (np.array(predictions["probabilities"]).argmax(1) == probabilities.argmax(1)).all()
+    assert ((np.array(predictions["digit_score"])[:, 1] >= 0.5) == (scores >= 0.5)).all()
 
 
 @pytest.mark.slow

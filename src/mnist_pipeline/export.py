@@ -24,12 +24,17 @@ def load_keras(path: Path | str) -> keras.Model:
     return keras.saving.load_model(path, safe_mode=True)
 
 
-def to_tflite(model: keras.Model, path: Path, saved_model: Path | None = None) -> None:
-    """Convert through a SavedModel with a `serve` signature, kept at `saved_model` if given."""
+def to_tflite(model: keras.Model, path: Path, saved_model: Path | None = None, weights: str = "float32") -> None:
+    """Convert through a SavedModel with a `serve` signature, kept at `saved_model` if given.
+    `weights="int8"`: LiteRT's dynamic-range quantization, weights stored as int8 and the
+    activations quantized on the fly, a quarter of the size and about twice as fast on a CPU."""
     with tempfile.TemporaryDirectory() as scratch:
         directory = saved_model or Path(scratch) / SAVED_MODEL
         model.export(str(directory), format="tf_saved_model", verbose=False)
-        path.write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(directory)).convert())
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(directory))
+        if weights == "int8":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        path.write_bytes(converter.convert())
 
 
 def export_tutorial_files(model: keras.Model, out: Path) -> None:

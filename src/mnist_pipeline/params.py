@@ -21,6 +21,7 @@ MODELS = ("seed_cnn", "bn_cnn")
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine")
 SERVED = ("final", "ensemble")
+WEIGHTS = ("int8", "float32")
 STRATEGIES = ("none", "mirrored", "multi_worker")
 MNIST_TRAIN_SIZE, MNIST_TEST_SIZE = 60_000, 10_000
 
@@ -149,6 +150,7 @@ class Detector:
 @dataclass(frozen=True)
 class Export:
     serve: str = _choice(SERVED, default="final")
+    weights: str = _choice(WEIGHTS, default="int8")  # of the served .tflite files
     tta: int = _int(0, 3, default=0)  # pixels: each served model also reads the image shifted this far 4 ways; 0 = off
 
 
