@@ -47,7 +47,7 @@ def main() -> None:
         if p.evaluate.photos:
             details |= evaluation.photo_accuracy(model, test.images, test.labels, p.evaluate.photos, p.evaluate.photos_seed)
         each = {name: LiteRTModel(EXPORT / f"{name}.tflite").predict(test.images) for name in ("final", "ensemble")}
-        bare = {path.stem.replace("-", "_"): export.load_keras(path).predict(test.images.astype("float32"), batch_size=1000, verbose=0)
+        bare = {path.stem.replace("-", "_"): export.load_keras(path).predict(test.images.astype("float32"), batch_size=250, verbose=0)
                 for path in [*sorted(FOLD_MODELS.glob("fold-*.keras"), key=lambda f: int(f.stem[5:])), MODEL]}
         before_temperature = bare["model"] if exported["serve"] == "final" else np.mean(list(bare.values()), axis=0)
         ece, after = evaluation.calibration(probabilities, test.labels)

@@ -53,7 +53,7 @@ def main() -> None:
             served["ensemble"].save(tmp / "ensemble.keras")
             shutil.copy(tmp / f"{p.export.serve}.tflite", tmp / "model.tflite")
 
-            reference = final.predict(images, batch_size=1000, verbose=0)
+            reference = final.predict(images, batch_size=250, verbose=0)
             results = {
                 "saved_model": export.parity(reference, export.predict_saved_model(tmp / export.SAVED_MODEL, images)),
                 "json_h5": export.parity(reference, export.predict_tutorial_files(tmp, images)),

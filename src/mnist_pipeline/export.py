@@ -51,7 +51,7 @@ def predict_saved_model(directory: Path, images: np.ndarray) -> np.ndarray:
 def predict_tutorial_files(out: Path, images: np.ndarray) -> np.ndarray:
     tutorial = keras.models.model_from_json((out / TUTORIAL_JSON).read_text())
     tutorial.load_weights(out / TUTORIAL_WEIGHTS)
-    return tutorial.predict(images, batch_size=1000, verbose=0)
+    return tutorial.predict(images, batch_size=250, verbose=0)
 
 
 def predict_tflite(path: Path, images: np.ndarray) -> np.ndarray:
@@ -68,7 +68,7 @@ def parity(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:
 def verdict_parity(keras_model: keras.Model, tflite: Path, images: np.ndarray) -> dict[str, float]:
     """A served model's TFLite file against its Keras model: the class, the probabilities, and
     the verdict (digit or not) on the same images."""
-    reference = keras_model.predict(images, batch_size=1000, verbose=0)
+    reference = keras_model.predict(images, batch_size=250, verbose=0)
     probabilities, scores = LiteRTModel(tflite).read(images)
     return parity(reference["probabilities"], probabilities) | {
         "same_verdict": float(((reference["digit_score"][:, 1] >= 0.5) == (scores >= 0.5)).mean()),
