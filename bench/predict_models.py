@@ -4,11 +4,13 @@ runs, the models taking turns so that the machine's drift falls on each alike. W
 bench/predict_models_results.json and prints Markdown.
 
     python bench/predict_models.py                        # after `dvc repro`: the bare final model
-                                                          # (today's answer, no verdict) against the
-                                                          # served final model and the served ensemble
+                                                          # (the tutorial's answer, no verdict, float32)
+                                                          # against the served final model, the served
+                                                          # ensemble, and the ensemble with float32 weights
     python bench/predict_models.py --models a.tflite b.tflite
 
-The bare final model is converted from models/model.keras into a temporary directory.
+The bare final model and the float32 ensemble are converted from models/model.keras and
+models/export/ensemble.keras into a temporary directory.
 """
 
 from __future__ import annotations
@@ -51,7 +53,9 @@ def main() -> None:
             from mnist_pipeline import export
 
             export.to_tflite(export.load_keras(ROOT / "models" / "model.keras"), tmp / "bare_final.tflite")
-            models = [tmp / "bare_final.tflite", ROOT / "models" / "export" / "final.tflite", ROOT / "models" / "export" / "ensemble.tflite"]
+            export.to_tflite(export.load_keras(ROOT / "models" / "export" / "ensemble.keras"), tmp / "ensemble_float32.tflite")
+            models = [tmp / "bare_final.tflite", ROOT / "models" / "export" / "final.tflite", tmp / "ensemble_float32.tflite",
+                      ROOT / "models" / "export" / "ensemble.tflite"]
         images = tmp / "images"
         images.mkdir()
         test = mnist.load_prepared(ROOT / "data" / "prepared", "test")
