@@ -149,7 +149,7 @@ class Detector:
 
 @dataclass(frozen=True)
 class Export:
-    serve: str = _choice(SERVED, default="final")
+    serve: str = _choice(SERVED, default="ensemble")
     weights: str = _choice(WEIGHTS, default="int8")  # of the served .tflite files
     tta: int = _int(0, 3, default=0)  # pixels: each served model also reads the image shifted this far 4 ways; 0 = off
 

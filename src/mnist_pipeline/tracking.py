@@ -188,7 +188,17 @@ def log_keras_model(model, example_input) -> str:
 
 
 def register_champion(model_id: str) -> int:
-    """Register the model as a new version of REGISTERED_MODEL and point the champion alias at it."""
-    version = mlflow.register_model(f"models:/{model_id}", REGISTERED_MODEL).version
-    mlflow.MlflowClient().set_registered_model_alias(REGISTERED_MODEL, CHAMPION_ALIAS, version)
-    return int(version)
+    """Register the model as a new version of REGISTERED_MODEL and point the champion alias at the
+    newest version. Experiments that register side by side (`dvc queue start -j 2`) may set the
+    alias in another order than they registered, so each sets it until the newest stays the newest."""
+    client = mlflow.MlflowClient()
+    version = int(mlflow.register_model(f"models:/{model_id}", REGISTERED_MODEL).version)
+
+    def newest() -> str:
+        return client.search_model_versions(f"name='{REGISTERED_MODEL}'", max_results=1, order_by=["version_number DESC"])[0].version
+
+    champion = None
+    while champion != (latest := newest()):
+        champion = latest
+        client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION_ALIAS, champion)
+    return version
