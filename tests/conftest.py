@@ -6,6 +6,7 @@ Everything is real: git, dvc, the stage scripts, MLflow's SQLite store and the M
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,12 @@ def pytest_configure(config):
         pytest.exit(f"the MNIST mirror is missing: expected it at {MIRROR} (or set MNIST_MIRROR)", returncode=4)
 
 
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "pipeline" in item.fixturenames:  # its `dvc repro` takes minutes: not for the fast tier
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def pipeline(tmp_path_factory) -> Path:
     """A repo copy on which `dvc repro` has run once with tiny params."""
@@ -25,6 +32,22 @@ def pipeline(tmp_path_factory) -> Path:
     return repo
 
 
+@pytest.fixture
+def pipeline_copy(pipeline, tmp_path) -> Path:
+    """A copy of `pipeline`, outputs, DVC cache and MLflow store included, for a test that reruns
+    some of its stages: the stages upstream of them need not run again."""
+    return Path(shutil.copytree(pipeline, tmp_path / "repo", symlinks=True))
+
+
 @pytest.fixture(scope="session")
 def tflite_model(pipeline) -> Path:
     return pipeline / "models" / "export" / "model.tflite"
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> Path:
+    """A served model of the tiny params (the `pipeline` fixture's models/export/final.tflite: a
+    classifier and a detector, int8), committed so that the fast tier predicts without training.
+    test_predict checks that it still has the inputs and outputs export writes; when it has not,
+    copy that file here again."""
+    return ROOT / "tests" / "data" / "tiny-served.tflite"

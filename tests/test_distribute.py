@@ -31,8 +31,8 @@ def _runs(repo) -> list:
 
 
 @pytest.mark.slow
-def test_mirrored_over_two_logical_cpus(tmp_path, pipeline):
-    repo = copy_repo(tmp_path / "repo")
+def test_mirrored_over_two_logical_cpus(pipeline_copy, pipeline):
+    repo = pipeline_copy
     update_params(repo, {"distribute": {"strategy": "mirrored", "devices": ["/cpu:0", "/cpu:1"]}})
     result = run(repo, "dvc", "repro", "crossvalidate", "train")
     assert "training on 1200 images for 2 epochs on 2 replicas" in result.stdout
@@ -43,11 +43,12 @@ def test_mirrored_over_two_logical_cpus(tmp_path, pipeline):
 
 
 @pytest.mark.slow
-def test_multi_worker_with_two_processes(tmp_path, pipeline):
+def test_multi_worker_with_two_processes(tmp_path, pipeline_copy, pipeline):
     """The chief runs `dvc repro`; the other worker, in its own clone, runs the same stage scripts."""
     ports = [free_port(), free_port()]
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
-    chief, worker = copy_repo(tmp_path / "chief"), copy_repo(tmp_path / "worker")
+    chief, worker = pipeline_copy, copy_repo(tmp_path / "worker")
+    (chief / "mlflow.db").unlink()  # so that what it holds afterwards is this run's alone
     for repo in (chief, worker):
         update_params(repo, {"distribute": {"strategy": "multi_worker", "devices": []}})
     run(worker, "dvc", "repro", "preprocess")  # a teammate's clone has the data (dvc pull, see test_remote)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import TINY, copy_repo, read_json, run
+from conftest import TINY, copy_repo, read_json, run, without_run_ids
 from helpers import free_port, postgres
 from helpers import mlflow_server as mlflow_server_on
 
@@ -73,13 +73,18 @@ def _wait_for_queue(repo: Path, timeout: float = 900) -> str:
 
 
 @pytest.mark.slow
-def test_workspace_temp_and_parallel_queued_experiments(tmp_path, mlflow_server):
+def test_workspace_temp_and_parallel_queued_experiments(tmp_path, mlflow_server, pipeline):
     """The baseline and two experiments queued at once log to the team's server on PostgreSQL;
     a workspace and a --temp experiment to the repo's own SQLite store."""
     repo = copy_repo(tmp_path / "repo")
     run(repo, "dvc", "repro", MLFLOW_TRACKING_URI=mlflow_server)
     assert not (repo / "mlflow.db").exists() and not (repo / "mlartifacts").exists(), "all went to the server"
     logged = {name: read_json(repo / "reports" / f"{name}.json") for name in ("cv", "train", "export", "eval")}
+    # determinism: the session's `pipeline` ran the same params on this machine, and every figure is the same
+    for path in [*(pipeline / "metrics").glob("*.json"), *(pipeline / "reports").glob("*.json")]:
+        name = path.relative_to(pipeline)
+        assert without_run_ids(read_json(repo / name)) == without_run_ids(read_json(path)), name
+    assert (repo / "plots" / "confusion.csv").read_text() == (pipeline / "plots" / "confusion.csv").read_text()
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "baseline")
 

@@ -73,14 +73,14 @@ def write_formats(directory: Path, digit: np.ndarray) -> list[str]:
     return [*files, "transparent.png", "mnist.png"]
 
 
-def test_every_format_and_mode_gives_the_same_digit(tmp_path, tflite_model, test_digits):
+def test_every_format_and_mode_gives_the_same_digit(tmp_path, tiny_model, test_digits):
     images, labels = test_digits
-    model = LiteRTModel(tflite_model)
+    model = LiteRTModel(tiny_model)
     index = int(np.flatnonzero(model.predict(images).argmax(1) == labels)[0])  # a digit the model gets right
     names = write_formats(tmp_path, images[index])
     assert Image.open(tmp_path / "sixteen.png").mode.startswith("I")
     assert Image.open(tmp_path / "palette.gif").mode == "P"
-    result = predict("--json", "--model", str(tflite_model), str(tmp_path))
+    result = predict("--json", "--model", str(tiny_model), str(tmp_path))
     assert result.returncode == 0, result.stderr
     predictions = json.loads(result.stdout)
     assert sorted(Path(p["path"]).name for p in predictions) == sorted(names)
@@ -92,30 +92,30 @@ def test_every_format_and_mode_gives_the_same_digit(tmp_path, tflite_model, test
         assert p["digit"] == labels[index], p["path"]
 
 
-def test_table_output_and_debug_images(tmp_path, tflite_model, test_digits):
+def test_table_output_and_debug_images(tmp_path, tiny_model, test_digits):
     images, labels = test_digits
     Image.fromarray(images[0]).save(tmp_path / "one.png")
-    result = predict("--top-k", "2", "--model", str(tflite_model), "--debug-dir", str(tmp_path / "debug"), str(tmp_path / "one.png"))
+    result = predict("--top-k", "2", "--model", str(tiny_model), "--debug-dir", str(tmp_path / "debug"), str(tmp_path / "one.png"))
     assert result.returncode == 0
     header, row = result.stdout.strip().splitlines()
     assert header.split()[:4] == ["file", "answer", "confidence", "top"]
-    (answer,) = json.loads(predict("--json", "--model", str(tflite_model), str(tmp_path / "one.png")).stdout)
+    (answer,) = json.loads(predict("--json", "--model", str(tiny_model), str(tmp_path / "one.png")).stdout)
     assert row.split()[:2] == [str(tmp_path / "one.png"), str(answer["digit"])] and len(row.split()) == 5
     (debug,) = (tmp_path / "debug").iterdir()
     assert np.asarray(Image.open(debug)).shape == (28, 28)
 
 
-def test_predictions_match_the_evaluated_model_on_raw_mnist_files(tmp_path, tflite_model, test_digits):
+def test_predictions_match_the_evaluated_model_on_raw_mnist_files(tmp_path, tiny_model, test_digits):
     images, _ = test_digits
     for i, digit in enumerate(images[:100]):
         Image.fromarray(digit).save(tmp_path / f"{i:03d}.png")
-    result = predict("--json", "--model", str(tflite_model), str(tmp_path))
+    result = predict("--json", "--model", str(tiny_model), str(tmp_path))
     from_files = [p["digit"] for p in json.loads(result.stdout)]
-    direct = LiteRTModel(tflite_model).predict(images[:100]).argmax(1)
+    direct = LiteRTModel(tiny_model).predict(images[:100]).argmax(1)
     assert np.mean(np.array(from_files) == direct) >= 0.97
 
 
-def test_bad_images_fail_one_line_each_and_the_rest_are_predicted(tmp_path, tflite_model, test_digits):
+def test_bad_images_fail_one_line_each_and_the_rest_are_predicted(tmp_path, tiny_model, test_digits):
     images, _ = test_digits
     Image.fromarray(images[0]).save(tmp_path / "good.png")
     (tmp_path / "notes.png").write_text("this is not an image")
@@ -125,7 +125,7 @@ def test_bad_images_fail_one_line_each_and_the_rest_are_predicted(tmp_path, tfli
     Image.new("L", (64, 64), 255).save(tmp_path / "blank.png")
     Image.new("1", (8000, 6000)).save(tmp_path / "bomb.png")
     (tmp_path / "hostile.png").write_bytes(png_declaring(30_000, 30_000))
-    result = predict("--json", "--model", str(tflite_model), str(tmp_path), str(tmp_path / "missing.png"))
+    result = predict("--json", "--model", str(tiny_model), str(tmp_path), str(tmp_path / "missing.png"))
     assert result.returncode == 1
     by_name = {Path(p["path"]).name: p for p in json.loads(result.stdout)}
     assert by_name["good.png"]["digit"] in range(10)
@@ -149,7 +149,7 @@ def png_declaring(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
 
 
-def test_a_hostile_image_in_a_large_batch_costs_only_its_own_answer(tmp_path, tflite_model, test_digits):
+def test_a_hostile_image_in_a_large_batch_costs_only_its_own_answer(tmp_path, tiny_model, test_digits):
     """Past PARALLEL_FROM images the batch is decoded in a process pool: one file must not sink it."""
     images, _ = test_digits
     for i, digit in enumerate(images):
@@ -157,7 +157,7 @@ def test_a_hostile_image_in_a_large_batch_costs_only_its_own_answer(tmp_path, tf
     (tmp_path / "hostile.png").write_bytes(png_declaring(30_000, 30_000))
     frames = [Image.fromarray(255 - np.kron(images[0], np.ones((4, 4), np.uint8))), Image.new("L", (112, 112), 255)]
     frames[0].save(tmp_path / "animated.gif", save_all=True, append_images=frames[1:])
-    result = predict("--json", "--model", str(tflite_model), str(tmp_path))
+    result = predict("--json", "--model", str(tiny_model), str(tmp_path))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     by_name = {Path(p["path"]).name: p for p in json.loads(result.stdout)}
     assert len(by_name) == len(images) + 2 >= PARALLEL_FROM
@@ -179,23 +179,23 @@ def not_digits(directory: Path) -> list[str]:
     return ["square.png", "grid.png"]
 
 
-def test_an_image_that_is_not_a_digit_is_answered_as_such(tmp_path, tflite_model, test_digits):
+def test_an_image_that_is_not_a_digit_is_answered_as_such(tmp_path, tiny_model, test_digits):
     """The verdict is an answer, not an error: exit 0, `is_digit: false` with the closest digit,
     and the table says so in words."""
     images, labels = test_digits
-    model = LiteRTModel(tflite_model)
+    model = LiteRTModel(tiny_model)
     probabilities, _ = model.read(images)
     index = int(np.flatnonzero((probabilities.argmax(1) == labels) & (probabilities.max(1) > 0.9))[0])
     Image.fromarray(images[index]).save(tmp_path / "digit.png")
     names = not_digits(tmp_path)
-    result = predict("--json", "--model", str(tflite_model), str(tmp_path))
+    result = predict("--json", "--model", str(tiny_model), str(tmp_path))
     assert result.returncode == 0, result.stderr
     by_name = {Path(p["path"]).name: p for p in json.loads(result.stdout)}
     assert by_name["digit.png"]["is_digit"] is True and by_name["digit.png"]["digit"] == labels[index]
     for name in names:
         assert by_name[name]["is_digit"] is False and by_name[name]["digit_score"] < 0.5, by_name[name]
         assert by_name[name]["digit"] in range(10), "the closest digit still comes with the verdict"
-    table = predict("--model", str(tflite_model), str(tmp_path)).stdout
+    table = predict("--model", str(tiny_model), str(tmp_path)).stdout
     rows = {Path(line.split()[0]).name: line for line in table.strip().splitlines()[1:]}
     for name in names:
         assert f"not a digit (closest: {by_name[name]['digit']})" in rows[name]
@@ -262,8 +262,9 @@ def test_thin_and_thick_ink_comes_back_at_mnists_stroke_width(test_digits):
     assert all(low <= imaging.box_stroke_width(d) <= high for d in images[:50])
 
 
-def test_the_final_model_predicts_through_the_cli(tmp_path, pipeline, test_digits):
-    """The other export than the default (export.serve: ensemble)."""
+def test_the_final_model_predicts_through_the_cli(tmp_path, pipeline, tiny_model, test_digits):
+    """The other export than the default (export.serve: ensemble); the committed tiny model the
+    fast tier predicts with is one of these, with the inputs and outputs export writes today."""
     images, labels = test_digits
     for i, digit in enumerate(images[:20]):
         Image.fromarray(digit).save(tmp_path / f"{i:02d}.png")
@@ -272,6 +273,12 @@ def test_the_final_model_predicts_through_the_cli(tmp_path, pipeline, test_digit
     assert result.returncode == 0, result.stderr
     direct = LiteRTModel(final).predict(images[:20]).argmax(1)
     assert [p["digit"] for p in json.loads(result.stdout)] == direct.tolist()
+
+    def signature(path: Path) -> list:
+        interpreter = LiteRTModel(path).interpreter
+        return sorted((d["name"], tuple(d["shape"]), str(d["dtype"])) for d in (*interpreter.get_input_details(), *interpreter.get_output_details()))
+
+    assert signature(tiny_model) == signature(final)
 
 
 @pytest.mark.parametrize(

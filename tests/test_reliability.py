@@ -10,15 +10,15 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import TINY, copy_repo, env_for, read_json, run, without_run_ids
+from conftest import env_for, read_json, run, update_params, without_run_ids
 from PIL import Image
 
 
-def kill_when(repo: Path, target: str, ready, timeout: float = 600) -> str:
-    """Start `dvc repro target`, SIGKILL its whole process group as soon as ready(repo, output) is true."""
+def kill_when(repo: Path, target: str, ready, *options: str, timeout: float = 600) -> str:
+    """Start `dvc repro [options] target`, SIGKILL its whole process group as soon as ready(repo, output) is true."""
     log = repo.parent / f"{repo.name}-repro.log"
     with log.open("w") as out:
-        process = subprocess.Popen(["dvc", "repro", target], cwd=repo, env=env_for(repo), stdout=out, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(["dvc", "repro", *options, target], cwd=repo, env=env_for(repo), stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
         deadline = time.monotonic() + timeout
         while not ready(repo, log.read_text()):
@@ -31,9 +31,9 @@ def kill_when(repo: Path, target: str, ready, timeout: float = 600) -> str:
 
 
 @pytest.mark.slow
-def test_killed_crossvalidation_reuses_the_finished_folds(tmp_path, pipeline):
-    repo = copy_repo(tmp_path / "repo")
-    kill_when(repo, "crossvalidate", lambda r, _: any(r.glob(".cache/crossvalidate/*/fold-1/result.json")))
+def test_killed_crossvalidation_reuses_the_finished_folds(pipeline_copy, pipeline):
+    repo = pipeline_copy
+    kill_when(repo, "crossvalidate", lambda r, _: any(r.glob(".cache/crossvalidate/*/fold-1/result.json")), "--force", "--single-item")
     assert not (repo / "metrics" / "cv.json").exists(), "dvc removes a stage's outputs before running it"
     result = run(repo, "dvc", "repro", "crossvalidate")
     assert "fold 1/3: reusing the result saved by an interrupted run" in result.stdout
@@ -43,9 +43,10 @@ def test_killed_crossvalidation_reuses_the_finished_folds(tmp_path, pipeline):
 
 
 @pytest.mark.slow
-def test_killed_crossvalidation_resumes_each_fold_after_its_last_epoch_in_the_same_mlflow_runs(tmp_path):
+def test_killed_crossvalidation_resumes_each_fold_after_its_last_epoch_in_the_same_mlflow_runs(pipeline_copy):
     # Epochs of a few seconds, so that the kill comes between a fold's first and second epoch.
-    repo = copy_repo(tmp_path / "repo", TINY | {"data": {"train_limit": 6000, "test_limit": 300}, "cv": {"folds": 2, "epochs": 2}})
+    repo = pipeline_copy
+    update_params(repo, {"data": {"train_limit": 6000, "test_limit": 300}, "cv": {"folds": 2, "epochs": 2}})
     kill_when(repo, "crossvalidate", lambda r, _: any(r.glob(".cache/crossvalidate/*/fold-*/checkpoint.json")))
     [saved] = (repo / ".cache" / "crossvalidate").iterdir()
     interrupted = [k for k in (1, 2) if (saved / f"fold-{k}" / "checkpoint.json").exists() and not (saved / f"fold-{k}" / "result.json").exists()]
@@ -71,9 +72,9 @@ def test_killed_crossvalidation_resumes_each_fold_after_its_last_epoch_in_the_sa
 
 
 @pytest.mark.slow
-def test_killed_training_resumes_after_its_last_epoch_in_the_same_mlflow_run(tmp_path, pipeline):
-    repo = copy_repo(tmp_path / "repo")
-    kill_when(repo, "train", lambda r, _: any(r.glob(".cache/train/*/checkpoint.json")))
+def test_killed_training_resumes_after_its_last_epoch_in_the_same_mlflow_run(pipeline_copy, pipeline):
+    repo = pipeline_copy
+    kill_when(repo, "train", lambda r, _: any(r.glob(".cache/train/*/checkpoint.json")), "--force", "--single-item")
     assert not (repo / "models" / "model.keras").exists(), "no model until training has finished"
     assert not [p for p in repo.rglob(".model.keras*")], "no temporary file left behind"
     [saved] = (repo / ".cache" / "train").iterdir()
@@ -93,8 +94,9 @@ def test_killed_training_resumes_after_its_last_epoch_in_the_same_mlflow_run(tmp
 
 
 @pytest.mark.slow
-def test_a_killed_detector_resumes_after_its_last_epoch_and_ends_where_an_uninterrupted_one_does(tmp_path):
-    repo = copy_repo(tmp_path / "repo", TINY | {"detector": {"epochs": 12}})
+def test_a_killed_detector_resumes_after_its_last_epoch_and_ends_where_an_uninterrupted_one_does(pipeline_copy):
+    repo = pipeline_copy
+    update_params(repo, {"detector": {"epochs": 12}})
     kill_when(repo, "detector", lambda r, _: any(r.glob(".cache/detector/*/checkpoint.json")))
     assert not (repo / "models" / "detector").exists(), "no detector until training has finished"
     [saved] = (repo / ".cache" / "detector").iterdir()
@@ -109,7 +111,7 @@ def test_a_killed_detector_resumes_after_its_last_epoch_and_ends_where_an_uninte
     assert without_run_ids(read_json(repo / "reports" / "detector.json")) == without_run_ids(report)
 
 
-def test_a_keras_file_with_code_in_it_is_refused(tmp_path, pipeline):
+def test_a_keras_file_with_code_in_it_is_refused(tmp_path):
     import keras
 
     model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Lambda(lambda x: x * 2), keras.layers.Flatten(), keras.layers.Dense(10)])

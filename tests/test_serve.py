@@ -34,10 +34,10 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
-def server(tflite_model):
+def server(tiny_model):
     port = free_port()
-    process = subprocess.Popen(["mnist-pipeline", "serve", "--model", str(tflite_model), "--port", str(port)],
-                               env=env_for(tflite_model.parent), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(["mnist-pipeline", "serve", "--model", str(tiny_model), "--port", str(port)],
+                               env=env_for(tiny_model.parent), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_answers(f"{url}/health", process, timeout=60)
@@ -93,12 +93,19 @@ def without_path(answer: dict) -> dict:
     return {k: v for k, v in answer.items() if k != "path"}
 
 
-def test_health_names_the_model_and_its_hash(server, tflite_model):
+def test_health_names_the_model_and_its_hash(server, tiny_model):
     with urllib.request.urlopen(f"{server}/health", timeout=10) as response:
         health = json.loads(response.read())
-    assert health["status"] == "ok" and health["model"] == str(tflite_model)
-    assert health["sha256"] == hashlib.sha256(tflite_model.read_bytes()).hexdigest()
-    assert health["dvc_lock"]["path"] == "models/export" and health["dvc_lock"]["md5"].endswith(".dir")
+    assert health["status"] == "ok" and health["model"] == str(tiny_model)
+    assert health["sha256"] == hashlib.sha256(tiny_model.read_bytes()).hexdigest()
+    assert health["dvc_lock"] is None, "a file git tracks, not a DVC output"
+
+
+def test_health_names_the_dvc_output_a_pipelines_model_comes_from(tflite_model):
+    from mnist_pipeline.serve import model_info
+
+    lock = model_info(tflite_model)["dvc_lock"]
+    assert lock["path"] == "models/export" and lock["md5"].endswith(".dir")
 
 
 def test_the_server_imports_neither_tensorflow_nor_mlflow():
@@ -107,9 +114,9 @@ def test_the_server_imports_neither_tensorflow_nor_mlflow():
     assert result.stdout.strip() == "[]"
 
 
-def test_raw_and_multipart_bodies_answer_what_predict_json_answers(server, digits, tflite_model):
+def test_raw_and_multipart_bodies_answer_what_predict_json_answers(server, digits, tiny_model):
     paths = digits
-    answers = expected(paths[:10], tflite_model)
+    answers = expected(paths[:10], tiny_model)
     for path in paths[:10]:
         status, raw = post(server, path.read_bytes())
         assert status == 200 and without_path(raw) == without_path(answers[path.name])
@@ -161,9 +168,9 @@ def test_a_body_declared_too_large_is_refused_before_it_is_sent(server, digits):
     assert post(server, digits[0].read_bytes())[0] == 200, "the server still answers"
 
 
-def test_16_concurrent_clients_get_1000_right_answers(server, digits, tflite_model):
+def test_16_concurrent_clients_get_1000_right_answers(server, digits, tiny_model):
     paths = digits
-    answers = expected(paths, tflite_model)
+    answers = expected(paths, tiny_model)
     bodies = [(p.name, p.read_bytes()) for p in paths]
 
     def one(i: int) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.metadata
 import logging
 import os
 import subprocess
@@ -184,7 +185,17 @@ def log_keras_model(model, example_input) -> str:
     from mlflow.models import infer_signature
 
     signature = infer_signature(example_input, model.predict(example_input, verbose=0))
-    return mlflow.keras.log_model(model, name="model", signature=signature).model_id
+    return mlflow.keras.log_model(model, name="model", signature=signature, pip_requirements=_model_requirements()).model_id
+
+
+def _model_requirements() -> list[str]:
+    """What a served model loads, pinned as installed (MLflow adds itself): what MLflow would infer
+    by loading the model in a subprocess, which costs a stage about 10 s."""
+    from packaging.utils import canonicalize_name
+
+    distributions = importlib.metadata.packages_distributions()
+    names = {d for module in ("keras", "numpy", "tensorflow") for d in distributions[module]}
+    return sorted(f"{canonicalize_name(name)}=={importlib.metadata.version(name)}" for name in names)
 
 
 def register_champion(model_id: str) -> int:
