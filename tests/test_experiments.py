@@ -4,13 +4,14 @@ real `mlflow server` on 127.0.0.1: every experiment lands with its metrics and i
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import TINY, copy_repo, read_json, run, without_run_ids
+from conftest import TINY, copy_repo, env_for, read_json, run, without_run_ids
 from helpers import free_port, postgres
 from helpers import mlflow_server as mlflow_server_on
 
@@ -96,7 +97,10 @@ def test_workspace_temp_and_parallel_queued_experiments(tmp_path, mlflow_server,
     for name, batch in (("q64", 64), ("q128", 128)):
         run(repo, "dvc", "exp", "run", "--queue", "-n", name, "-S", f"train.batch_size={batch}", *(["-S", "export.serve=final"] if batch == 64 else []))
     try:
-        run(repo, "dvc", "queue", "start", "-j", "2", MLFLOW_TRACKING_URI=mlflow_server)
+        # its output to a file, not to a pipe: the queue's workers inherit it, and one may outlive the queue
+        with (tmp_path / "queue-start.log").open("w") as log:
+            subprocess.run(["dvc", "queue", "start", "-j", "2"], cwd=repo, env=env_for(repo, MLFLOW_TRACKING_URI=mlflow_server),
+                           stdout=log, stderr=subprocess.STDOUT, check=True, timeout=120)
         status = _wait_for_queue(repo)
     finally:
         run(repo, "dvc", "queue", "stop", "--kill", check=False)
