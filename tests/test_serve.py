@@ -257,11 +257,13 @@ def test_the_page_reads_digits_drawn_with_the_mouse_and_uploaded_photos(server, 
         page.click("#clear")  # a filled square: not a digit, with the closest guess in small type
         draw(page, [[(0.3 + 0.4 * x / 20, y) for y in (0.3, 0.7)] for x in range(21)])
         status, answer = post(server, canvas_png(page))
-        deadline = time.monotonic() + 20
-        while (shown := shown_digit(page)) != "Not a digit" and time.monotonic() < deadline:
+        closest = f"closest: {answer['digit']} ("
+        deadline = time.monotonic() + 20  # as above: wait for the guess of the whole square
+        while ((shown := shown_digit(page)) != "Not a digit" or not page.locator("#confidence").inner_text().startswith(closest)) \
+                and time.monotonic() < deadline:
             time.sleep(0.2)
         assert status == 200 and answer["is_digit"] is False and shown == "Not a digit", answer
-        assert page.locator("#confidence").inner_text().startswith(f"closest: {answer['digit']} (")
+        assert page.locator("#confidence").inner_text().startswith(closest)
         assert float(page.locator("#digit").evaluate("e => parseFloat(getComputedStyle(e).fontSize)")) < 40, "the verdict, not a big digit"
         browser.close()
 
