@@ -6,7 +6,9 @@ Registers the served model in MLflow if it passes the gate.
     reports/eval.json    the details: per class, per model, per kind of non-digit
 """
 
+import hashlib
 import json
+import os
 from pathlib import Path
 
 from mnist_pipeline import stage
@@ -80,11 +82,15 @@ def main() -> None:
         for plot in ("plots/misclassified.png", "plots/reliability.png"):
             tracking.log_artifact(plot)
         passed = headline["test_acc"] >= p.evaluate.gate
-        version = tracking.register_champion(model_id) if passed else None
+        version, alias, why = None, None, f"below the gate evaluate.gate={p.evaluate.gate}: not registered"
+        if passed:
+            version, alias, why = tracking.register(model_id, headline, test.labels, predicted, test_set_digest(),
+                                                    {"dvc.exp_name": os.environ.get("DVC_EXP_NAME", ""), "served": exported["serve"]})
         stage.write_json("metrics/eval.json", headline)
         stage.write_json("reports/eval.json", details | {"served": exported["serve"], "gate_passed": passed,
                                                          "n_non_digits": len(flagged),
-                                                         "mlflow": {"run_id": run_id, "model_version": version}})
+                                                         "mlflow": {"run_id": run_id, "model_version": version, "alias": alias,
+                                                                   "decision": why}})
     print(f"test accuracy of the served {exported['serve']} model {headline['test_acc']:.4%} on {details['n_images']} images; "
           f"flagged as not a digit: {headline['flag_mnist']:.2%} of them")
     print("  each model: " + ", ".join(f"{name} {value:.4%}" for name, value in details["test_accuracy"].items()))
@@ -95,10 +101,12 @@ def main() -> None:
         print(f"photo-like images: {details['accuracy_photos']:.2%} right, {details['flagged_photos']:.2%} flagged, "
               f"{details['read_right_photos']:.2%} read right (the tutorial's naive preprocessing: "
               f"{details['accuracy_photos_naive']:.2%}) of {details['n_photos']}")
-    if passed:
-        print(f"registered as {tracking.REGISTERED_MODEL} version {version}, alias '{tracking.CHAMPION_ALIAS}'")
-    else:
-        print(f"below the gate evaluate.gate={p.evaluate.gate}: not registered")
+    print(f"registered as {tracking.REGISTERED_MODEL} version {version}, alias '{alias}': {why}" if passed else why)
+
+
+def test_set_digest() -> str:
+    """The test set's identity: the md5 of its two files, as DVC records them in dvc.lock."""
+    return "+".join(hashlib.md5((PREPARED / name).read_bytes()).hexdigest() for name in ("test_images.npy", "test_labels.npy"))
 
 
 if __name__ == "__main__":

@@ -91,9 +91,9 @@ def test_workspace_temp_and_parallel_queued_experiments(tmp_path, mlflow_server,
 
     run(repo, "dvc", "exp", "run", "-n", "ws", "-S", "train.epochs=1")
     # the strong preset, at the tiny params' epochs (a -S after the recipe wins over it); a batch-normalised net
-    # after a few dozen steps still has its initial moving statistics, so no accuracy gate is asked of it
+    # after a few dozen steps still has its initial moving statistics, so it may or may not pass the gate
     run(repo, "dvc", "exp", "run", "--temp", "-n", "tmp", "-S", "recipe=strong", "-S", "cv.epochs=1", "-S", "train.epochs=2",
-        "-S", "train.batch_size=100", "-S", "evaluate.gate=0")
+        "-S", "train.batch_size=100")
     for name, batch in (("q64", 64), ("q128", 128)):
         run(repo, "dvc", "exp", "run", "--queue", "-n", name, "-S", f"train.batch_size={batch}", *(["-S", "export.serve=final"] if batch == 64 else []))
     try:
@@ -138,11 +138,20 @@ def test_workspace_temp_and_parallel_queued_experiments(tmp_path, mlflow_server,
         run_id = reports[name]["eval"]["mlflow"]["run_id"]
         assert any(r.info.run_id == run_id for r in local)
     assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db"))
-    # the ensemble that `tmp` served is the champion it registered
-    exported = reports["tmp"]["export"]
-    champion = mlflow.MlflowClient().get_model_version_by_alias("mnist-cnn", "champion")
-    assert reports["tmp"]["eval"]["gate_passed"]
-    assert exported["serve"] == "ensemble" and champion.source == f"models:/{exported['mlflow']['served_model_id']}"
+    # the local store's registry: `ws` came first; `tmp` is registered only if it passed the gate, and is the
+    # champion only if it beats `ws` on the same test images
+    client = mlflow.MlflowClient()
+    ws, tmp = reports["ws"]["eval"], reports["tmp"]["eval"]
+    assert ws["gate_passed"] and ws["mlflow"]["alias"] == "champion"
+    assert tmp["gate_passed"] == (experiments["tmp"]["metrics"]["metrics/eval.json"]["data"]["test_acc"] >= TINY["evaluate"]["gate"])
+    better = tmp["accuracy"] > ws["accuracy"]
+    champion = client.get_model_version_by_alias("mnist-cnn", "champion")
+    if tmp["gate_passed"]:
+        assert tmp["mlflow"]["alias"] == ("champion" if better else "challenger"), tmp["mlflow"]
+        assert champion.version == str(tmp["mlflow"]["model_version"] if better else ws["mlflow"]["model_version"])
+    else:
+        assert tmp["mlflow"]["model_version"] is None and champion.version == str(ws["mlflow"]["model_version"])
+    assert champion.source == f"models:/{reports['tmp' if tmp['gate_passed'] and better else 'ws']['export']['mlflow']['served_model_id']}"
 
     remote = server_runs(mlflow_server)
     _assert_baseline_on_server(mlflow_server, remote, logged)
@@ -155,9 +164,37 @@ def test_workspace_temp_and_parallel_queued_experiments(tmp_path, mlflow_server,
         evaluate_run = next(r for r in mine if r["info"]["run_id"] == run_id)
         assert evaluate_run["metrics"]["test_acc"] == pytest.approx(experiments[name]["metrics"]["metrics/eval.json"]["data"]["test_acc"])
     versions = api(mlflow_server, "model-versions/search?filter=name%3D%27mnist-cnn%27")["model_versions"]
-    assert len(versions) == 3, "the baseline and both queued experiments registered their champion"
+    assert len(versions) == 3, "the baseline and both queued experiments registered"
+    # whatever order the two finished in, the champion is the most accurate (the earliest of equals)
+    accuracy = {v["version"]: float(next(t["value"] for t in v["tags"] if t["key"] == "test.test_acc")) for v in versions}
+    best = min(accuracy, key=lambda version: (-accuracy[version], int(version)))
     alias = api(mlflow_server, "registered-models/alias?name=mnist-cnn&alias=champion")["model_version"]
-    assert alias["version"] == str(max(int(v["version"]) for v in versions))
+    assert alias["version"] == best, accuracy
+    for version in versions:
+        decision = next(t["value"] for t in version["tags"] if t["key"] == "decision")
+        assert decision in version["description"], "the UI shows why"
+
+
+@pytest.mark.slow
+def test_a_worse_experiment_leaves_the_champion_where_it_is(pipeline_copy):
+    """The issue's scenario: after the baseline registered version 1, an experiment trained on a third of the
+    images registers version 2, which passes the gate but does not beat version 1: it is the challenger."""
+    repo = pipeline_copy
+    baseline = read_json(repo / "reports" / "eval.json")
+    assert baseline["mlflow"]["model_version"] == 1 and baseline["mlflow"]["alias"] == "champion"
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "baseline")
+    run(repo, "dvc", "exp", "run", "-n", "worse", "-S", "data.train_limit=400", "-S", "train.epochs=1", "-S", "evaluate.gate=0.1")
+    worse = read_json(repo / "reports" / "eval.json")
+    assert worse["accuracy"] < baseline["accuracy"] and worse["gate_passed"]
+    assert worse["mlflow"]["model_version"] == 2 and worse["mlflow"]["alias"] == "challenger"
+    assert worse["mlflow"]["decision"].startswith("does not beat champion version 1")
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    assert client.get_model_version_by_alias("mnist-cnn", "champion").version == "1"
+    challenger = client.get_model_version_by_alias("mnist-cnn", "challenger")
+    assert challenger.version == "2" and challenger.tags["dvc.exp_name"] == "worse"
+    assert challenger.description == f"challenger: {worse['mlflow']['decision']}"
 
 
 def _assert_baseline_on_server(server: str, runs: list[dict], baseline: dict) -> None:

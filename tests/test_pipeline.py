@@ -4,6 +4,7 @@ runs the same params again and compares.)"""
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib.metadata
 import re
 import sys
@@ -168,6 +169,8 @@ def test_mlflow_runs(pipeline):
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development", "the UI opens on training runs"
     commit = run(pipeline, "git", "rev-parse", "HEAD").stdout.strip()
     assert all(r.data.tags["git_commit"] == commit for r in runs)
+    lock = hashlib.sha256((pipeline / "uv.lock").read_bytes()).hexdigest()
+    assert all(r.data.tags["uv_lock_sha256"] == lock for r in runs), "each run names the environment it ran in"
 
     cv = read_json(pipeline / "reports" / "cv.json")
     parent = by_id[cv["mlflow"]["run_id"]]
@@ -188,7 +191,11 @@ def test_mlflow_runs(pipeline):
     evaluation = read_json(pipeline / "reports" / "eval.json")
     assert evaluation["gate_passed"]
     champion = mlflow.MlflowClient().get_model_version_by_alias("mnist-cnn", "champion")
-    assert champion.version == evaluation["mlflow"]["model_version"]
+    assert champion.version == str(evaluation["mlflow"]["model_version"]) and evaluation["mlflow"]["alias"] == "champion"
+    test_files = [hashlib.md5((pipeline / "data" / "prepared" / f"test_{n}.npy").read_bytes()).hexdigest() for n in ("images", "labels")]
+    assert champion.tags["test_set"] == "+".join(test_files) and champion.tags["uv_lock_sha256"] == lock
+    assert float(champion.tags["test.test_acc"]) == pytest.approx(evaluation["accuracy"])
+    assert champion.description == "champion: the first version registered"
     exported = read_json(pipeline / "reports" / "export.json")["mlflow"]
     served = mlflow.get_logged_model(exported["served_model_id"])
     assert champion.source == f"models:/{served.model_id}" and champion.run_id == exported["run_id"], "the served model, verdict and all"

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import importlib.metadata
 import logging
 import os
 import subprocess
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -20,7 +22,7 @@ EXPERIMENT = "mnist-pipeline"
 # The MLflow UI opens an experiment of this kind on its training runs, not on the GenAI trace overview.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 REGISTERED_MODEL = "mnist-cnn"
-CHAMPION_ALIAS = "champion"
+CHAMPION_ALIAS, CHALLENGER_ALIAS = "champion", "challenger"
 # Fail fast instead of MLflow's default of minutes of retries against a dead server.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
@@ -139,7 +141,7 @@ def run(stage: str, params: dict[str, Any] | None = None, name: str | None = Non
     if not _enabled:
         yield None
         return
-    tags = {"stage": stage, "git_commit": _git_commit(), "pipeline_run": pipeline_run()}
+    tags = {"stage": stage, "git_commit": _git_commit(), "pipeline_run": pipeline_run(), "uv_lock_sha256": project_file_digest("uv.lock")}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
     run_id = _resumable(resume_from)
@@ -198,18 +200,87 @@ def _model_requirements() -> list[str]:
     return sorted(f"{canonicalize_name(name)}=={importlib.metadata.version(name)}" for name in names)
 
 
-def register_champion(model_id: str) -> int:
-    """Register the model as a new version of REGISTERED_MODEL and point the champion alias at the
-    newest version. Experiments that register side by side (`dvc queue start -j 2`) may set the
-    alias in another order than they registered, so each sets it until the newest stays the newest."""
+def project_file_digest(name: str) -> str:
+    """sha256 of one of the project's files (uv.lock, params.yaml) as this run sees it: the
+    experiment's own copy under `dvc exp run --temp/--queue`; "missing" if there is none."""
+    path = Path(__file__).resolve().parents[2] / name
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
+
+
+def register(model_id: str, test_metrics: dict[str, float], labels, predicted, test_set: str, tags: dict[str, str]) -> tuple[int, str, str]:
+    """Register the model as a new version of REGISTERED_MODEL and let the evidence decide its alias.
+
+    The candidate is scored with `mlflow.models.evaluate` on its predictions (logged to the active
+    run), and `mlflow.validate_evaluation_results` compares it with the champion's evaluation run:
+    `champion` moves to the new version only when its test accuracy beats the champion's by at least
+    one image on the same test set (`test_set`, a digest of its files); a tie, a worse score or
+    another test set make it the `challenger`. The decision is the version's description and tags,
+    which the MLflow UI shows. Returns (version, alias, why)."""
+    import pandas as pd
+    from mlflow.models import MetricThreshold
+
+    data = pd.DataFrame({"label": labels, "prediction": predicted})
+    with warnings.catch_warnings(), _quiet("mlflow.models.evaluation"):  # its notes on the inferred schema and model type
+        warnings.simplefilter("ignore", UserWarning)
+        candidate = mlflow.models.evaluate(data=data, targets="label", predictions="prediction", model_type="classifier",
+                                           evaluator_config={"log_model_explainability": False, "label_list": list(range(10))})
     client = mlflow.MlflowClient()
-    version = int(mlflow.register_model(f"models:/{model_id}", REGISTERED_MODEL).version)
+    version_tags = tags | {f"test.{k}": f"{v:.6g}" for k, v in test_metrics.items()} | {
+        "test_set": test_set, "evaluate_run_id": mlflow.active_run().info.run_id, "uv_lock_sha256": project_file_digest("uv.lock"),
+        "params_sha256": project_file_digest("params.yaml"), "git_commit": _git_commit()}
+    with _registry_lock():  # read the champion, compare, move the alias: one experiment at a time
+        version = mlflow.register_model(f"models:/{model_id}", REGISTERED_MODEL, tags=version_tags).version
+        try:
+            champion = client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION_ALIAS)
+        except mlflow.exceptions.MlflowException:
+            champion = None
+        if champion is None:
+            alias, why = CHAMPION_ALIAS, "the first version registered"
+        elif champion.tags.get("test_set") != test_set:
+            alias, why = CHALLENGER_ALIAS, (f"not compared with champion version {champion.version}: it was tested on another "
+                                            f"test set ({champion.tags.get('test_set', 'unknown')}, this one {test_set})")
+        else:
+            baseline = mlflow.models.EvaluationResult(mlflow.get_run(champion.tags["evaluate_run_id"]).data.metrics, {})
+            n = len(labels)
+            threshold = {"accuracy_score": MetricThreshold(min_absolute_change=0.5 / n, greater_is_better=True)}
+            ours, theirs = candidate.metrics["accuracy_score"], baseline.metrics["accuracy_score"]
+            try:
+                mlflow.validate_evaluation_results(threshold, candidate, baseline)
+                alias, why = CHAMPION_ALIAS, f"beats champion version {champion.version}: test accuracy {ours:.4%} against {theirs:.4%} on the same {n} images"
+            except mlflow.exceptions.MlflowException:
+                alias, why = CHALLENGER_ALIAS, (f"does not beat champion version {champion.version}: test accuracy {ours:.4%} against "
+                                                f"{theirs:.4%} on the same {n} images (a tie keeps the champion)")
+        client.set_registered_model_alias(REGISTERED_MODEL, alias, version)
+        client.set_model_version_tag(REGISTERED_MODEL, version, "decision", why)
+        client.update_model_version(REGISTERED_MODEL, version, description=f"{alias}: {why}")
+        if alias == CHAMPION_ALIAS and champion is not None:
+            client.update_model_version(REGISTERED_MODEL, champion.version,
+                                        description=f"was champion until version {version} beat it ({ours:.4%} against {theirs:.4%})")
+    return int(version), alias, why
 
-    def newest() -> str:
-        return client.search_model_versions(f"name='{REGISTERED_MODEL}'", max_results=1, order_by=["version_number DESC"])[0].version
 
-    champion = None
-    while champion != (latest := newest()):
-        champion = latest
-        client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION_ALIAS, champion)
-    return version
+@contextlib.contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+@contextlib.contextmanager
+def _registry_lock() -> Iterator[None]:
+    """An exclusive lock for the experiments of this repository (`dvc queue start -j 2` runs
+    several at once; their copies share the main repository's root)."""
+    import fcntl
+
+    path = repo_root() / ".dvc" / "tmp" / "registry.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
