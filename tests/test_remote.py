@@ -36,6 +36,9 @@ def test_a_teammate_pulls_instead_of_training(tmp_path, pipeline):
     run(alice, "git", "remote", "add", "origin", str(origin))
     run(alice, "git", "push", "-q", "origin", "main")
     run(alice, "dvc", "push")
+    # the served model, by the name dvc.yaml's artifacts give it, from the git remote and the DVC remote alone
+    run(tmp_path, "dvc", "artifacts", "get", str(origin), "mnist-cnn", "-o", str(tmp_path / "served.tflite"), **OFFLINE)
+    assert (tmp_path / "served.tflite").read_bytes() == (alice / "models" / "export" / "model.tflite").read_bytes()
 
     bob = tmp_path / "bob"
     run(tmp_path, "git", "clone", "-q", str(origin), str(bob))
