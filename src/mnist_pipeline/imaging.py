@@ -21,8 +21,8 @@ WORKING_SIZE = 512  # larger images are shrunk to this first: plenty for a 20 px
 BOX, SIZE = 20, 28
 STROKE_ZOOM = 4
 # Stroke widths (stroke_width at STROKE_ZOOM x the box) beyond which a digit is redrawn, and the width it
-# gets: 5,000 MNIST training digits measure 1.49 at their 1st percentile, 2.69 at the median and 4.99 at
-# the 99th, 0.5% outside (bench/stroke_widths.py): MNIST's own digits all but never change
+# gets, set from MNIST's own training digits as bench/stroke_widths.py measures them (it prints their
+# percentiles; no results file is committed), so that MNIST's own digits all but never change
 MNIST_STROKE = (1.3, 2.7, 5.8)
 
 
@@ -224,7 +224,7 @@ def _quadratic_terms(y: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 def _without_specks(mask: np.ndarray) -> np.ndarray:
     """Drop connected blobs far smaller than the largest stroke: noise, dust, paper texture."""
-    from scipy import ndimage  # here, not at the top: its 0.4 s import would delay `serve --workers N` starting up
+    from scipy import ndimage  # here, not at the top: its import would delay `serve --workers N` starting up
 
     labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
     if count <= 1:

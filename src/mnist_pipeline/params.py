@@ -117,7 +117,7 @@ class Train:
 
 @dataclass(frozen=True)
 class Distribute:
-    """How crossvalidate and train spread over devices (tf.distribute); README: Several devices and machines."""
+    """How crossvalidate and train spread over devices (tf.distribute); docs/team-and-scaling.md: Several devices and machines."""
 
     strategy: str = _choice(STRATEGIES, default="none")
     devices: list = _rule(

@@ -8,7 +8,7 @@ never tells the two apart; only what it shows does.
     digits:      MNIST digits with thicker or thinner strokes, typed digits, typed digits sketched
                  by hand (skeleton, warped, redrawn), pen-drawn digits
     non-digits:  typed and sketched letters and symbols, pen-drawn letters and doodles, scribbles,
-                 textures (what a crop of a photo holds), pieces and overlays of MNIST digits
+                 textures (what a crop of a photo holds), two MNIST digits written over each other
 """
 
 from __future__ import annotations

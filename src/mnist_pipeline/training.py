@@ -27,7 +27,7 @@ from .params import Augment, Distribute, Model
 
 # Several batches per call into TensorFlow: same batches and maths, far less Python per step.
 STEPS_PER_EXECUTION = 16
-# Large enough to be fast; small enough that five folds validating at once stay far below 2 GiB.
+# Large enough to be fast; small enough that five folds validating at once hold little memory.
 VALIDATION_BATCH = 250
 tf.get_logger().addFilter(not_retracing)
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -384,9 +384,10 @@ def one_thread_per_op() -> None:
     """Run every TensorFlow op on one thread; for training several models side by side.
 
     At batch 32 one model spreading each small op over all cores leaves them idle between ops;
-    models trained side by side, each op on one thread, keep them busy (crossvalidate: ~15% more
-    images/s on 2 cores, see bench/). It also makes each model's numbers independent of the core
-    count and of what trains beside it. Call it before TensorFlow runs anything.
+    models trained side by side, each op on one thread, keep them busy (bench/results.json, 2 cores:
+    five folds at once, 1.10x the images/s of one model at batch 32). It also makes each model's
+    numbers independent of the core count and of what trains beside it. Call it before TensorFlow
+    runs anything.
     """
     tf.config.threading.set_intra_op_parallelism_threads(1)
 
