@@ -1,0 +1,131 @@
+"""The README's results, rendered from the committed files that the measuring runs wrote:
+metrics/*.json and reports/eval.json (the default run's outputs, `dvc repro`),
+bench/full_run_results.json (whole runs timed in a fresh clone, the strong preset's figures:
+bench/full_run.py) and bench/predict_models_results.json (bench/predict_models.py).
+
+    python docs/results_table.py            # print the section
+    python docs/results_table.py --write    # replace it in README.md, between the two markers
+    python docs/results_table.py --check    # exit 1 when README.md differs from what the files say
+
+tests/test_results_table.py runs --check, so a figure edited by hand, or a file changed without
+the README, fails the fast tier.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+START, END = "<!-- results: rendered by docs/results_table.py from committed files; edit them, not this -->", "<!-- end of results -->"
+NON_DIGIT_NAMES = {  # reports/eval.json's kinds, as the README names them
+    "typed_symbol": "typed letters and symbols",
+    "sketched_symbol": "the same sketched by hand",
+    "drawn_shape": "drawn letters and doodles",
+    "scribble": "scribbles",
+    "texture": "textures like crops of photos",
+    "digit_overlay": "two digits written over each other",
+}
+
+
+def pct(value: float, digits: int = 2) -> str:
+    return f"{value:.{digits}%}"
+
+
+def minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {round(seconds % 60):02d} s"
+
+
+def load(root: Path = ROOT) -> dict:
+    def read(name: str) -> dict:
+        path = root / name
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    return {"eval": read("metrics/eval.json"), "cv": read("metrics/cv.json"), "report": read("reports/eval.json"),
+            "runs": read("bench/full_run_results.json"), "predict": read("bench/predict_models_results.json")}
+
+
+def column(metrics: dict, test_accuracy: dict) -> dict[str, str]:
+    folds = [v for k, v in test_accuracy.items() if k.startswith("fold_")]
+    return {
+        "served": pct(metrics["test_acc"]),
+        "members": f"{pct(test_accuracy['final'])} / {pct(min(folds))}–{pct(max(folds))}",
+        "cv": f"{pct(metrics['cv_acc'])} ± {pct(metrics['cv_std'])}",
+        "photos": f"{pct(metrics['photo_acc'], 1)} / {pct(metrics['photo_flag'], 1)}",
+        "mnist_flag": pct(metrics["flag_mnist"]),
+        "non_digits": pct(metrics["flag_nondigit"], 1),
+        "ece": f"{pct(metrics['ece'])} ({pct(metrics['ece_raw'])})",
+    }
+
+
+ROWS = {
+    "served": "served model (`models/export/model.tflite`, `export.serve`), test set",
+    "members": "final model / each fold model, test set",
+    "cv": "cross-validation, 5 folds",
+    "photos": "1,000 photo-like digits, served model: right / called \"not a digit\"",
+    "mnist_flag": "MNIST test digits called \"not a digit\"",
+    "non_digits": "the project's own 2,000 non-digits called \"not a digit\"",
+    "ece": "calibration error of the served confidence (ECE, 15 bins; without the temperature)",
+    "predict": "`mnist-pipeline predict`, whole process, served model: 1,000 PNGs / one image ([bench](docs/performance.md#predict))",
+}
+
+
+def render(files: dict) -> str:
+    runs, report = files["runs"], files["report"]
+    default = column(files["eval"] | files["cv"], report["test_accuracy"])
+    served = files["predict"].get("median_s", {}).get(f"{report['served']}.tflite")
+    default["predict"] = f"{served['directory']:.2f} s / {served['one_image']:.2f} s" if served else "not measured"
+    strong_run = runs.get("strong")
+    strong = column(strong_run["metrics"], strong_run["test_accuracy"]) if strong_run else {}
+    lines = ["| | default | strong preset |", "|---|---|---|"]
+    lines += [f"| {label} | {default[key]} | {strong.get(key, 'not measured')} |" for key, label in ROWS.items()]
+
+    def timing(name: str, what: str) -> str:
+        run = runs.get(name)
+        if not run:
+            return f"{what}: not measured"
+        return f"{what}, `{run['command']}`, {minutes(run['wall_s'])}, peak memory {run['peak_rss_gib']:.1f} GiB (commit {run['commit'][:7]}, {run['machine']})"
+
+    flagged = report["flagged_non_digits"]
+    kinds = ", ".join(f"{NON_DIGIT_NAMES.get(kind, kind)} ({pct(share, 0)})" for kind, share in flagged.items())
+    intro = ("Each run in a fresh clone, CPU only, one after the other (`python bench/full_run.py [--recipe strong]`): "
+             f"{timing('tutorial', 'the default `params.yaml` (the tutorial protocol)')}; {timing('strong', 'the strong preset')}. "
+             "The default's figures are the committed `metrics/*.json` and `reports/eval.json`, the strong preset's "
+             "`bench/full_run_results.json`.")
+    outro = (f"The project's non-digits are made by `synthesize` with other seeds than the detector learnt from; "
+             f"of each kind, the share called \"not a digit\": {kinds}.")
+    return "\n".join([START, "", intro, "", *lines, "", outro, "", END])
+
+
+def readme_section(text: str) -> str:
+    start, end = text.find(START), text.find(END)
+    if start < 0 or end < 0:
+        raise SystemExit(f"error: README.md lacks the markers of the results section ({START!r} ... {END!r})")
+    return text[start : end + len(END)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="The README's results table, from committed files.")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="replace the section in README.md")
+    mode.add_argument("--check", action="store_true", help="exit 1 when README.md's section differs")
+    args = parser.parse_args()
+    rendered = render(load())
+    text = README.read_text()
+    current = readme_section(text)
+    if args.write:
+        README.write_text(text.replace(current, rendered))
+    elif args.check:
+        if current != rendered:
+            print("error: README.md's results differ from the committed files: run `python docs/results_table.py --write`",
+                  file=sys.stderr)
+            sys.exit(1)
+    else:
+        print(rendered)
+
+
+if __name__ == "__main__":
+    main()
