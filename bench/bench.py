@@ -3,6 +3,7 @@ a no-op `dvc repro`, and `mnist-pipeline predict`. Writes bench/results.json and
 
     python bench/bench.py           # small pipeline params (says so in the output), ~10 min
     python bench/bench.py --full    # the full default protocol for the stage timings, ~25 min
+    python bench/bench.py --tiny --out F.json   # the tests' tiny params and inputs, a few minutes: checks this script
 
 Everything is measured side by side in one run on the current machine; compare ratios, not
 absolute numbers from other machines.
@@ -27,7 +28,22 @@ sys.path.insert(0, str(ROOT / "tests"))
 import numpy as np  # noqa: E402
 
 SMALL = {"data": {"train_limit": 6000, "test_limit": 2000}, "cv": {"folds": 2, "epochs": 2}, "train": {"epochs": 2}}
-STAGES = ["download", "preprocess", "crossvalidate", "train", "export", "evaluate"]
+STAGES = ["download", "preprocess", "crossvalidate", "train", "synthesize", "detector", "export", "evaluate"]  # dvc.yaml's, in its order
+
+
+def parse_args(parser: argparse.ArgumentParser, results: str | None = None) -> argparse.Namespace:
+    """The parser's arguments plus --out (where the results go: by default bench/<results>, or none)
+    and --tiny: the same code on tiny inputs, to check a script (tests/test_bench.py) rather than to
+    measure anything, so that a renamed stage, param or function breaks a test rather than a user's
+    run. It measures nothing worth keeping, so it needs an --out outside bench/, where the committed
+    results are."""
+    parser.add_argument("--tiny", action="store_true", help="run on tiny inputs, to check the script; needs --out outside bench/")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / results if results else None,
+                        help=f"results file (default: {f'bench/{results}' if results else 'none'})")
+    args = parser.parse_args()
+    if args.tiny and (args.out is None or args.out.resolve().parent == ROOT / "bench"):
+        parser.error("--tiny needs --out outside bench/ (its results are no measurement)")
+    return args
 
 
 def forward_flops(layer) -> float:
@@ -48,11 +64,11 @@ def training_flops_per_image(model) -> float:
     return 3.0 * sum(forward_flops(layer) for layer in model.layers)
 
 
-def matmul_flops_per_second() -> float:
+def matmul_flops_per_second(size: int = 2048) -> float:
     import tensorflow as tf
 
-    a = tf.random.normal((2048, 2048))
-    b = tf.random.normal((2048, 2048))
+    a = tf.random.normal((size, size))
+    b = tf.random.normal((size, size))
     tf.matmul(a, b).numpy()
     best = 0.0
     for _ in range(5):
@@ -60,20 +76,20 @@ def matmul_flops_per_second() -> float:
         for _ in range(10):
             c = tf.matmul(a, b)
         c.numpy()
-        best = max(best, 10 * 2 * 2048**3 / (time.perf_counter() - start))
+        best = max(best, 10 * 2 * size**3 / (time.perf_counter() - start))
     return best
 
 
-def training_speed(kind: str, section: str, epochs: int = 2) -> float:
+def training_speed(kind: str, section: str, epochs: int = 2, images: int | None = None) -> float:
     """Run in a fresh process: images/s of `kind` ("plain", "one model" or "crossvalidate") with the
     batch size and optimizer of params.yaml's `section` ("cv" or "train"), over two epochs (the
     pipeline's `training.train`, or one plain `fit` of two epochs) after a few steps that trace
     and warm up. Epochs as the protocol runs them: a CV fold's share of the 60,000 images, or all
-    of them for train. Two epochs, not one, because what happens between epochs (tf.data's stalls
-    in a plain `fit`) is part of the cost."""
+    of them for train (or the first `images`). Two epochs, not one, because what happens between
+    epochs (tf.data's stalls in a plain `fit`) is part of the cost."""
     import keras
-
     from helpers import MIRROR
+
     from mnist_pipeline import mnist, models, params, training
 
     if kind == "crossvalidate":
@@ -81,11 +97,12 @@ def training_speed(kind: str, section: str, epochs: int = 2) -> float:
     p = params.load(ROOT / "params.yaml")
     setup = getattr(p, section)
     data = mnist.load_split(MIRROR, "train")
-    n_images = len(data.labels) * (p.cv.folds - 1) // p.cv.folds if section == "cv" else len(data.labels)
+    n_images = images or (len(data.labels) * (p.cv.folds - 1) // p.cv.folds if section == "cv" else len(data.labels))
     if kind == "plain":
         keras.utils.set_random_seed(0)
         model = models.build(p.model)
-        model.compile(training.make_optimizer(setup.optimizer, setup.learning_rate), "sparse_categorical_crossentropy", metrics=["accuracy"])
+        optimizer = training.make_optimizer(setup.optimizer, setup.learning_rate)
+        model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
         x_float, y = data.images[:n_images].astype("float32"), data.labels[:n_images]  # the tutorial's way: a float copy
         n_models = 1
 
@@ -109,7 +126,7 @@ def training_speed(kind: str, section: str, epochs: int = 2) -> float:
     return epochs * n_models * n_images / (time.perf_counter() - start)
 
 
-def bench_training(rounds: int = 2) -> dict:
+def bench_training(rounds: int = 2, images: int | None = None, matmul_size: int = 2048) -> dict:
     """Each setup in its own process (thread settings are per process), in alternation, so all see the same machine."""
     from mnist_pipeline import models, params
 
@@ -123,14 +140,15 @@ def bench_training(rounds: int = 2) -> dict:
     speeds = {run: [] for run in runs}
     for _ in range(rounds):
         for kind, section in runs:
-            result = subprocess.run([sys.executable, __file__, "--training-speed", kind, section], capture_output=True, text=True)
+            sizes = ["--images", str(images)] if images else []
+            result = subprocess.run([sys.executable, __file__, "--training-speed", kind, section, *sizes], capture_output=True, text=True)
             if result.returncode:
                 raise SystemExit(f"measuring {kind} ({section}) failed:\n{result.stderr[-3000:]}")
             speeds[(kind, section)].append(float(result.stdout.strip().splitlines()[-1]))
             print(f"  {kind}, {section} params: {speeds[(kind, section)][-1]:,.0f} images/s", file=sys.stderr)
     mean = {run: float(np.mean(values)) for run, values in speeds.items()}
     flops = training_flops_per_image(models.build(p.model))
-    roof_flops = matmul_flops_per_second()
+    roof_flops = matmul_flops_per_second(matmul_size)
     table = [{"setup": setup, "plain_fit_images_per_s": mean[(plain, section)], "pipeline_images_per_s": mean[(ours, section)],
               "ratio": mean[(ours, section)] / mean[(plain, section)], "fraction_of_roof": mean[(ours, section)] * flops / roof_flops}
              for setup, (plain, ours, section) in rows.items()]
@@ -150,10 +168,11 @@ def _timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, float]:
     return wall, int(result.stdout.strip().splitlines()[-1]) / 1024
 
 
-def bench_pipeline(full: bool, workdir: Path) -> dict:
+def bench_pipeline(params: dict | None, workdir: Path) -> dict:
+    """The stages one by one in a copy of the repo with `params` (None: the default ones)."""
     from helpers import copy_repo, env_for
 
-    repo = copy_repo(workdir / "repo", params=None if full else SMALL)
+    repo = copy_repo(workdir / "repo", params=params)
     env = env_for(repo)
     stages = {}
     for stage in STAGES:
@@ -161,11 +180,11 @@ def bench_pipeline(full: bool, workdir: Path) -> dict:
         stages[stage] = {"wall_s": wall, "peak_rss_mib": peak}
         print(f"  {stage}: {wall:.1f} s, {peak:.0f} MiB", file=sys.stderr)
     noop, _ = _timed(["dvc", "repro"], repo, env)
-    return {"params": "default (full protocol)" if full else f"small: {json.dumps(SMALL)}", "stages": stages,
+    return {"params": "default (full protocol)" if params is None else f"small: {json.dumps(params)}", "stages": stages,
             "total_wall_s": sum(s["wall_s"] for s in stages.values()), "noop_repro_s": noop, "repo": repo}
 
 
-def bench_predict(repo: Path, workdir: Path) -> dict:
+def bench_predict(repo: Path, workdir: Path, n_images: int = 1000, repeats: int = 5) -> dict:
     from PIL import Image
 
     from mnist_pipeline import cli, mnist
@@ -174,13 +193,13 @@ def bench_predict(repo: Path, workdir: Path) -> dict:
     images = workdir / "pngs"
     images.mkdir()
     test = mnist.load_prepared(repo / "data" / "prepared", "test")
-    for i in range(1000):
+    for i in range(n_images):
         Image.fromarray(test.images[i % len(test.images), ..., 0]).save(images / f"{i:04d}.png")
     one = ["mnist-pipeline", "predict", "--model", str(model), str(images / "0000.png")]
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     subprocess.run(one, env=env, capture_output=True, check=True)  # warm the page cache
     walls = []
-    for _ in range(5):
+    for _ in range(repeats):
         start = time.perf_counter()
         subprocess.run(one, env=env, capture_output=True, check=True)
         walls.append(time.perf_counter() - start)
@@ -237,24 +256,26 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="time the stages with the full default params")
     parser.add_argument("--skip-training", action="store_true", help="skip the training-loop comparison")
     parser.add_argument("--training-speed", nargs=2, metavar=("KIND", "SECTION"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    parser.add_argument("--images", type=int, help=argparse.SUPPRESS)
+    args = parse_args(parser, "results.json")
     if args.training_speed:
-        print(training_speed(*args.training_speed))
+        print(training_speed(*args.training_speed, images=args.images))
         return
+    from helpers import TINY
 
     results = {"machine": f"{_cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}"}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         print("pipeline stages...", file=sys.stderr)
-        pipeline = bench_pipeline(args.full, workdir)
+        pipeline = bench_pipeline(None if args.full else TINY if args.tiny else SMALL, workdir)
         print("predict...", file=sys.stderr)
-        results["predict"] = bench_predict(pipeline.pop("repo"), workdir)
+        sizes = {"n_images": 20, "repeats": 1} if args.tiny else {}
+        results["predict"] = bench_predict(pipeline.pop("repo"), workdir, **sizes)
         results["pipeline"] = pipeline
         if not args.skip_training:
             print("training loop vs plain model.fit...", file=sys.stderr)
-            results["training"] = bench_training()
-    out = ROOT / "bench" / "results.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
+            results["training"] = bench_training(rounds=1, images=512, matmul_size=256) if args.tiny else bench_training()
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
     if "training" in results:
         print(markdown(results))
 

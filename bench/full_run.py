@@ -1,15 +1,17 @@
-"""A whole pipeline run as a user makes it, measured: a fresh clone of this repository's HEAD, then
-`dvc repro` (the default params) or `dvc exp run -S recipe=<name>` (a preset), timed, with the peak
-memory of the whole process tree. Writes the run's wall time, peak memory, machine and headline
-results into bench/full_run_results.json under the recipe's name: the README's results table
+"""README command 1 as a user runs it, measured: a fresh clone of this repository's HEAD, its
+install (`uv sync --locked` into a new .venv, as the README says), then `dvc repro` (the default
+params) or `dvc exp run -S recipe=<name>` (a preset), each timed, the run with the peak memory of
+its whole process tree. Writes the times, peak memory, machine and headline results into
+bench/full_run_results.json under the recipe's name: the README's results table
 (docs/results_table.py) reads them from there.
 
-    python bench/full_run.py                       # the default protocol, ~11 min on 2 cores
-    python bench/full_run.py --recipe strong       # the strong preset, ~40 min
-    python bench/full_run.py --keep /tmp/run       # keep the clone (its dvc.lock, metrics/, reports/)
-    python bench/full_run.py --tiny --out F.json   # the tests' tiny params, ~2 min: checks this script
+    python bench/full_run.py                         # install + the default protocol
+    python bench/full_run.py --recipe strong         # install + the strong preset
+    python bench/full_run.py --install pip --install-only   # the install alone, as `pip install -e .` (before uv.lock)
+    python bench/full_run.py --keep /tmp/run         # keep the clone (its dvc.lock, metrics/, reports/)
+    python bench/full_run.py --tiny --install none --out F.json   # tiny params in this environment: checks this script
 
-The clone's environment is this one (the interpreter running this script, its `dvc`).
+Each install starts with empty package caches of its own (downloads included in its time).
 """
 
 from __future__ import annotations
@@ -51,9 +53,22 @@ def peak_tree_rss(process: subprocess.Popen, peak: list[int]) -> None:
         time.sleep(0.2)
 
 
-def measure(repo: Path, command: list[str], log: Path) -> dict:
+INSTALLS = {  # README command 1's install, and the one it replaced
+    "uv": "python3 -m venv .venv && .venv/bin/pip install -q uv==0.13.9 && .venv/bin/uv sync -q --locked",
+    "pip": "python3 -m venv .venv && .venv/bin/pip install -q -e .",
+}
+
+
+def install(repo: Path, installer: str, caches: Path) -> float:
+    env = os.environ | {"UV_CACHE_DIR": str(caches / "uv"), "PIP_CACHE_DIR": str(caches / "pip")}
+    start = time.monotonic()
+    subprocess.run(["bash", "-c", INSTALLS[installer]], cwd=repo, env=env, check=True)
+    return round(time.monotonic() - start, 1)
+
+
+def measure(repo: Path, command: list[str], log: Path, bin_dir: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
     peak = [0]
     start = time.monotonic()
     with log.open("w") as out:
@@ -74,13 +89,23 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="the tests' tiny params: checks the script, measures nothing worth quoting")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"results file (default {RESULTS.relative_to(ROOT)})")
     parser.add_argument("--keep", type=Path, help="make the clone here and keep it")
+    parser.add_argument("--install", choices=[*INSTALLS, "none"], default="uv", help="none: run in this interpreter's environment")
+    parser.add_argument("--install-only", action="store_true", help="time the install alone, under the key install-<installer>")
     args = parser.parse_args()
+    if args.tiny and args.out.resolve() == RESULTS:
+        parser.error("--tiny needs --out outside bench/: its figures are not the committed ones")
     if not (ROOT / "conf" / "recipe" / f"{args.recipe}.yaml").is_file():
         raise SystemExit(f"error: no recipe {args.recipe!r}: expected conf/recipe/{args.recipe}.yaml")
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
     with tempfile.TemporaryDirectory() as scratch:
         repo = args.keep or Path(scratch) / "clone"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
+        installed = {} if args.install == "none" else {"install_s": install(repo, args.install, Path(scratch) / "caches"),
+                                                        "install": INSTALLS[args.install]}
+        if args.install_only:
+            record(args.out, f"install-{args.install}", installed | {"commit": commit, "machine": machine()})
+            return
+        bin_dir = Path(sys.executable).parent if args.install == "none" else repo / ".venv" / "bin"
         overrides = [] if args.recipe == "tutorial" else [f"recipe={args.recipe}"]
         if args.tiny:
             from helpers import TINY
@@ -89,19 +114,27 @@ def main() -> None:
         command = ["dvc", "exp", "run", "-n", args.recipe] + [a for o in overrides for a in ("-S", o)] if overrides else ["dvc", "repro"]
         log = Path(tempfile.gettempdir()) / f"full_run-{args.recipe}.log"
         print(f"{' '.join(command)} in a fresh clone of {commit[:7]} ({repo}); its output: {log}", flush=True)
-        measured = measure(repo, command, log)
+        measured = installed | measure(repo, command, log, bin_dir)
         read = {name: json.loads((repo / name).read_text()) for name in ("metrics/eval.json", "metrics/cv.json", "reports/eval.json")}
     result = measured | {
         "command": " ".join(command),
         "commit": commit,
-        "machine": f"{cpu_name()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}",
+        "machine": machine(),
         "tiny": args.tiny,
         "metrics": read["metrics/eval.json"] | read["metrics/cv.json"],
         "test_accuracy": read["reports/eval.json"]["test_accuracy"],
     }
-    results = json.loads(args.out.read_text()) if args.out.exists() else {}
-    results[args.recipe] = result
-    args.out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    record(args.out, args.recipe, result)
+
+
+def machine() -> str:
+    return f"{cpu_name()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
+
+
+def record(out: Path, key: str, result: dict) -> None:
+    results = json.loads(out.read_text()) if out.exists() else {}
+    results[key] = result
+    out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print(json.dumps(result, indent=2))
 
 

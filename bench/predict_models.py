@@ -8,6 +8,7 @@ bench/predict_models_results.json and prints Markdown.
                                                           # against the served final model, the served
                                                           # ensemble, and the ensemble with float32 weights
     python bench/predict_models.py --models a.tflite b.tflite
+    python bench/predict_models.py --tiny --out F.json    # 20 PNGs, one run: checks this script
 
 The bare final model and the float32 ensemble are converted from models/model.keras and
 models/export/ensemble.keras into a temporary directory.
@@ -31,6 +32,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from bench import parse_args  # noqa: E402
+
 
 def timed(command: list[str]) -> float:
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
@@ -43,7 +46,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=Path, nargs="+", help="model files (default: bare final, served final, served ensemble)")
     parser.add_argument("--repeats", type=int, default=7)
-    args = parser.parse_args()
+    args = parse_args(parser, "predict_models_results.json")
+    if args.tiny:
+        args.repeats = 1
+    n_images = 20 if args.tiny else 1000
     from mnist_pipeline import mnist
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -59,7 +65,7 @@ def main() -> None:
         images = tmp / "images"
         images.mkdir()
         test = mnist.load_prepared(ROOT / "data" / "prepared", "test")
-        for i in range(1000):
+        for i in range(n_images):
             Image.fromarray(test.images[i, ..., 0]).save(images / f"{i:04d}.png")
         commands = {model.name: {"directory": ["mnist-pipeline", "predict", "--json", "--model", str(model), str(images)],
                                  "one_image": ["mnist-pipeline", "predict", "--model", str(model), str(images / "0000.png")]}
@@ -78,10 +84,10 @@ def main() -> None:
         "median_s": {name: {kind: float(np.median(w)) for kind, w in runs.items()} for name, runs in walls.items()},
         "best_s": {name: {kind: float(np.min(w)) for kind, w in runs.items()} for name, runs in walls.items()},
     }
-    (ROOT / "bench" / "predict_models_results.json").write_text(json.dumps(results, indent=2) + "\n")
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
     first = next(iter(results["median_s"]))
     print(f"Machine: {results['machine']}; median (best) of {args.repeats} runs, side by side; ratio to {first}\n")
-    print("| model | 1,000 PNGs (s) | ratio | one image (s) | ratio |\n|---|---|---|---|---|")
+    print(f"| model | {n_images:,} PNGs (s) | ratio | one image (s) | ratio |\n|---|---|---|---|---|")
     for name, median in results["median_s"].items():
         base, best = results["median_s"][first], results["best_s"][name]
         print(f"| {name} | {median['directory']:.2f} ({best['directory']:.2f}) | {median['directory'] / base['directory']:.2f} "

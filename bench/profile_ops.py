@@ -2,7 +2,8 @@
 model, each op on one thread as crossvalidate trains, against the float32 matmul speed of one
 thread measured in the same process.
 
-    python bench/profile_ops.py [--images 9600] [--section cv]
+    python bench/profile_ops.py [--images 9600] [--section cv] [--out profile.json]
+    python bench/profile_ops.py --tiny --out F.json     # a few hundred images: checks this script
 
 It prints each op type's share of the busy time, and how fast the convolutions run, which is
 what bounds the whole pipeline: if they run close to one thread's matmul speed, there is little
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import re
 import sys
 import tempfile
@@ -20,8 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bench  # noqa: E402  (puts src/ and tests/ on the path too)
 import numpy as np  # noqa: E402
+
+import bench  # noqa: E402  (puts src/ and tests/ on the path too)
 
 
 def op_times(logdir: str) -> collections.Counter:
@@ -53,10 +56,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=9600, help="training images in the profiled epoch")
     parser.add_argument("--section", choices=["cv", "train"], default="cv", help="params.yaml section for batch size and optimizer")
-    args = parser.parse_args()
+    args = bench.parse_args(parser)
+    if args.tiny:
+        args.images = 512
 
     import tensorflow as tf
     from helpers import MIRROR
+
     from mnist_pipeline import mnist, params, training
 
     training.one_thread_per_op()
@@ -66,7 +72,7 @@ def main() -> None:
     job = training.prepare(p.model, training.to_tensors(data.images, data.labels), np.arange(args.images),
                            batch_size=setup.batch_size, optimizer=setup.optimizer, learning_rate=setup.learning_rate, seed=0)
     training.train(job, 1, label="warm-up")
-    matmul = bench.matmul_flops_per_second()  # one thread, like every op here
+    matmul = bench.matmul_flops_per_second(256 if args.tiny else 2048)  # one thread, like every op here
     with tempfile.TemporaryDirectory() as logdir:
         tf.profiler.experimental.start(logdir)
         job.model.fit(job.epoch(1), verbose=0)
@@ -83,6 +89,10 @@ def main() -> None:
     print(f"| all ops | {busy:.3f} | 100% |\n")
     print(f"Convolutions: {conv / busy:.0%} of the busy time at {conv_speed / 1e9:.0f} GFLOP/s, "
           f"{conv_speed / matmul:.0%} of one thread's float32 matmul ({matmul / 1e9:.0f} GFLOP/s).")
+    if args.out:
+        results = {"batch_size": setup.batch_size, "images": args.images, "op_seconds": dict(seconds.most_common()),
+                   "conv_share": conv / busy, "conv_flops_per_s": conv_speed, "matmul_flops_per_s": matmul}
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ what feeding it costs, what tf.distribute adds, and what every stage pays before
 Writes bench/scaling_results.json and prints Markdown.
 
     python bench/scaling.py        # ~5 min on 2 cores
+    python bench/scaling.py --tiny --out F.json    # a few hundred images, one round: checks this script
 
 Each measurement runs in a fresh process (device and thread settings are per process), in
 alternation over `--rounds`, and the best round is kept:
@@ -32,18 +33,19 @@ import numpy as np  # noqa: E402
 N_IMAGES = 12_000  # per measured epoch: enough for steady state, short enough for 2 cores
 
 
-def _examples():
+def _examples(n_images: int):
     from helpers import MIRROR
+
     from mnist_pipeline import mnist
 
     data = mnist.load_split(MIRROR, "train")
-    return data.images[:N_IMAGES], data.labels[:N_IMAGES]
+    return data.images[:n_images], data.labels[:n_images]
 
 
-def input_speed(batch_size: int) -> float:
+def input_speed(batch_size: int, n_images: int = N_IMAGES) -> float:
     from mnist_pipeline import training
 
-    images, labels = _examples()
+    images, labels = _examples(n_images)
     examples = training.to_tensors(images, labels)
     for epoch in range(3):  # the first one warms up
         start = time.perf_counter()
@@ -53,14 +55,14 @@ def input_speed(batch_size: int) -> float:
     return len(labels) / seconds
 
 
-def training_speed(strategy_name: str) -> dict:
+def training_speed(strategy_name: str, n_images: int = N_IMAGES) -> dict:
     from mnist_pipeline import params, training
     from mnist_pipeline.params import Distribute
 
     devices = ["/cpu:0", "/cpu:1"] if strategy_name == "mirrored" else []
     strategy = training.distribution(Distribute(strategy=strategy_name, devices=devices))
     p = params.load(ROOT / "params.yaml")
-    images, labels = _examples()
+    images, labels = _examples(n_images)
     job = training.prepare(p.model, training.to_tensors(images, labels), np.arange(len(labels)), batch_size=p.train.batch_size,
                            optimizer=p.train.optimizer, learning_rate=p.train.learning_rate, seed=0, strategy=strategy)
     training.train(job, 1)  # traces and warms up
@@ -77,8 +79,8 @@ def startup_seconds() -> float:
     return time.perf_counter() - start
 
 
-def _probe(*args: str) -> dict | float:
-    result = subprocess.run([sys.executable, __file__, "--probe", *args], capture_output=True, text=True)
+def _probe(n_images: int, *args: str) -> dict | float:
+    result = subprocess.run([sys.executable, __file__, "--images", str(n_images), "--probe", *args], capture_output=True, text=True)
     if result.returncode:
         raise SystemExit(f"probe {' '.join(args)} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -87,29 +89,32 @@ def _probe(*args: str) -> dict | float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--images", type=int, default=N_IMAGES, help="images per measured epoch")
     parser.add_argument("--probe", nargs="+", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    from bench import _cpu_name, parse_args
+
+    args = parse_args(parser, "scaling_results.json")
+    if args.tiny:
+        args.rounds, args.images = 1, 512
     if args.probe:
         kind, *rest = args.probe
-        value = input_speed(int(rest[0])) if kind == "input" else training_speed(rest[0])
+        value = input_speed(int(rest[0]), args.images) if kind == "input" else training_speed(rest[0], args.images)
         print(json.dumps(value))
         return
-
-    from bench import _cpu_name
 
     best: dict[str, float | dict] = {}
     for round_ in range(args.rounds):
         for name, probe in (("input_batch_32", ("input", "32")), ("input_batch_200", ("input", "200")),
                             ("train_none", ("train", "none")), ("train_mirrored_2_cpus", ("train", "mirrored"))):
-            value = _probe(*probe)
+            value = _probe(args.images, *probe)
             speed = value["images_per_s"] if isinstance(value, dict) else value
             previous = best.get(name)
             if previous is None or speed > (previous["images_per_s"] if isinstance(previous, dict) else previous):
                 best[name] = value
             print(f"  round {round_ + 1}: {name} {speed:,.0f} images/s", file=sys.stderr)
         best["startup_s"] = min(best.get("startup_s", float("inf")), startup_seconds())
-    results = {"machine": _cpu_name(), "n_images_per_epoch": N_IMAGES, "rounds": args.rounds, "best": best}
-    (ROOT / "bench" / "scaling_results.json").write_text(json.dumps(results, indent=2) + "\n")
+    results = {"machine": _cpu_name(), "n_images_per_epoch": args.images, "rounds": args.rounds, "best": best}
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
     none, mirrored = best["train_none"], best["train_mirrored_2_cpus"]
     print(f"| measured on {results['machine']} (best of {args.rounds}) | |\n|---|---|")
     print(f"| input pipeline alone, batch 32 / 200 | {best['input_batch_32']:,.0f} / {best['input_batch_200']:,.0f} images/s |")

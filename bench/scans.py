@@ -5,6 +5,7 @@ never trains or tunes on: other writers, another scanner, a far coarser grid tha
 Writes bench/scans_results.json and prints Markdown.
 
     python bench/scans.py [--models models/export/final.tflite models/export/ensemble.tflite]
+    python bench/scans.py --tiny --out F.json [--models ...]     # 100 scans: checks this script
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sklearn.datasets import load_digits
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from bench import parse_args  # noqa: E402
 from mnist_pipeline import imaging  # noqa: E402
 from mnist_pipeline.predict import LiteRTModel  # noqa: E402
 
@@ -44,20 +46,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=Path, nargs="+",
                         default=[ROOT / "models/export/final.tflite", ROOT / "models/export/ensemble.tflite"])
-    args = parser.parse_args()
+    args = parse_args(parser, "scans_results.json")
     digits = load_digits()
+    scans, target = (digits.images[:100], digits.target[:100]) if args.tiny else (digits.images, digits.target)
     results = {}
     for rendering, (size, resample) in RENDERINGS.items():
-        images = render(digits.images, size, resample)
+        images = render(scans, size, resample)
         for path in args.models:
             probabilities, scores = LiteRTModel(path).read(images)
-            wrong = probabilities.argmax(1) != digits.target
+            wrong = probabilities.argmax(1) != target
             results.setdefault(path.name, {})[rendering] = {
                 "accuracy": float(1 - wrong.mean()),
                 "flagged": None if scores is None else float((scores < 0.5).mean()),
                 "wrong_with_90_percent": int((wrong & (probabilities.max(1) >= 0.9)).sum()),
             }
-    (ROOT / "bench" / "scans_results.json").write_text(json.dumps({"n_scans": len(digits.target), "results": results}, indent=2) + "\n")
+    args.out.write_text(json.dumps({"n_scans": len(target), "results": results}, indent=2) + "\n")
     print(f"| model | {' | '.join(RENDERINGS)} |\n|---|{'---|' * len(RENDERINGS)}")
     for name, by_rendering in results.items():
         cells = [f"{r['accuracy']:.1%} ({r['wrong_with_90_percent']} wrong at ≥ 90%)" for r in by_rendering.values()]

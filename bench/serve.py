@@ -8,6 +8,7 @@ share of the cores the server shares with it. Without it, Python threads post th
 on 2 cores takes much of the CPU the server would have (the results say which was used).
 
     python bench/serve.py [--model models/export/model.tflite] [--workers 1 2] [--seconds 5]
+    python bench/serve.py --tiny --out F.json [--model ...]     # one worker, short loads: checks this script
 
 Needs a model: run `dvc repro` first, or pass --model.
 """
@@ -20,9 +21,9 @@ import io
 import json
 import os
 import platform
-import socket
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from bench import parse_args  # noqa: E402
 from mnist_pipeline import imaging  # noqa: E402
 
 
@@ -80,7 +82,7 @@ def start(model: Path, workers: int, body: bytes) -> tuple[subprocess.Popen, int
             return process, port, time.perf_counter() - began
         except OSError:
             if process.poll() is not None or time.perf_counter() - began > 60:
-                raise SystemExit("the server did not start")
+                raise SystemExit("the server did not start") from None
             time.sleep(0.02)
 
 
@@ -135,7 +137,9 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "export" / "model.tflite")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="server processes to try")
     parser.add_argument("--seconds", type=float, default=5, help="length of each measurement")
-    args = parser.parse_args()
+    args = parse_args(parser, "serve_results.json")
+    if args.tiny:
+        args.workers, args.seconds = [1], 0.5
     if not args.model.is_file():
         raise SystemExit(f"no model at {args.model}: run `dvc repro` first, or pass --model")
     bodies = payloads()
@@ -146,7 +150,7 @@ def main() -> None:
         process, port, starts[workers] = start(args.model, workers, bodies["28x28 PNG"])
         try:
             for name, body in bodies.items():
-                measure(port, body, 16, 1)  # warm-up
+                measure(port, body, 16, min(1, args.seconds))  # warm-up
                 for clients in (1, 16):
                     row = {"workers": workers, "image": name, "bytes": len(body), "clients": clients,
                            **measure(port, body, clients, args.seconds)}
@@ -158,7 +162,7 @@ def main() -> None:
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     results = {"machine": machine, "model": str(args.model), "load_generator": generator, "start_to_first_answer_s": starts,
                "rows": rows}
-    (ROOT / "bench" / "serve_results.json").write_text(json.dumps(results, indent=2) + "\n")
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"Machine: {machine}; load from {generator}; start to first answer: "
           + ", ".join(f"{s:.2f} s ({w} worker{'s' if w > 1 else ''})" for w, s in starts.items()))
     print("\n| workers | image | clients | requests/s | p50 (ms) | p99 (ms) |\n|---|---|---|---|---|---|")

@@ -5,6 +5,7 @@ usual way); each with its fraction of the float32 matmul roof. Writes bench/stro
 and prints Markdown.
 
     python bench/strong.py [--images 9600] [--rounds 2]
+    python bench/strong.py --tiny --out F.json      # a few hundred images, one round: checks this script
 
 Each setup runs in its own process (thread settings are per process), in alternation, so all see
 the same machine; epochs of --images images per model after a warm-up.
@@ -62,8 +63,8 @@ def speed(setup: str, n_images: int) -> float:
         keras.utils.set_random_seed(0)
         model = models.build(p.model)
         model.compile(training.make_optimizer("adam", p.cv.learning_rate), "sparse_categorical_crossentropy", metrics=["accuracy"])
-        distort = keras.Sequential([keras.layers.RandomRotation(augment.rotation / 360), keras.layers.RandomTranslation(augment.shift, augment.shift),
-                                    keras.layers.RandomZoom(augment.zoom)])
+        distort = keras.Sequential([keras.layers.RandomRotation(augment.rotation / 360),
+                                    keras.layers.RandomTranslation(augment.shift, augment.shift), keras.layers.RandomZoom(augment.zoom)])
         x, y = data.images[:n_images].astype("float32"), data.labels[:n_images]
         batches = (tf.data.Dataset.from_tensor_slices((x, y)).shuffle(n_images).batch(p.cv.batch_size)
                    .map(lambda a, b: (distort(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
@@ -93,29 +94,32 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=9600, help="images per model per timed epoch")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--speed", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    from bench import _cpu_name, matmul_flops_per_second, parse_args, training_flops_per_image
+
+    args = parse_args(parser, "strong_results.json")
+    if args.tiny:
+        args.rounds, args.images = 1, 256
     if args.speed:
         print(speed(args.speed, args.images))
         return
-
-    from bench import _cpu_name, matmul_flops_per_second, training_flops_per_image
 
     from mnist_pipeline import models
 
     runs = {setup: [] for setup in SETUPS}
     for _ in range(args.rounds):
         for setup in SETUPS:
-            result = subprocess.run([sys.executable, __file__, "--speed", setup, "--images", str(args.images)], capture_output=True, text=True)
+            command = [sys.executable, __file__, "--speed", setup, "--images", str(args.images)]
+            result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode:
                 raise SystemExit(f"measuring {setup} failed:\n{result.stderr[-3000:]}")
             runs[setup].append(float(result.stdout.strip().splitlines()[-1]))
             print(f"  {setup}: {runs[setup][-1]:,.0f} images/s", file=sys.stderr)
     mean = {setup: float(np.mean(values)) for setup, values in runs.items()}
     flops = training_flops_per_image(models.build(strong_params().model))
-    roof = matmul_flops_per_second()
+    roof = matmul_flops_per_second(256 if args.tiny else 2048)
     results = {"machine": _cpu_name(), "images_per_model": args.images, "runs": runs, "images_per_s": mean,
                "training_flops_per_image": flops, "matmul_flops_per_s": roof}
-    (ROOT / "bench" / "strong_results.json").write_text(json.dumps(results, indent=2) + "\n")
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"Machine: {results['machine']}; roof {roof / 1e9:,.0f} GFLOP/s / {flops / 1e6:.1f} MFLOP per training image "
           f"= {roof / flops:,.0f} images/s\n")
     print("| strong recipe, batch 128 | images/s | fraction of roof |\n|---|---|---|")

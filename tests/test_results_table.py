@@ -7,6 +7,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from helpers import ROOT
 
 FILES = ["README.md", "docs/results_table.py", "metrics/eval.json", "metrics/cv.json", "reports/eval.json",
@@ -48,3 +50,16 @@ def test_a_new_result_without_the_readme_fails_the_check(tmp_path):
     subprocess.run([sys.executable, "docs/results_table.py", "--write"], cwd=repo, check=True)
     assert check(repo).returncode == 0
     assert f"{metrics['ece'] / 2:.2%}" in (repo / "README.md").read_text()
+
+
+@pytest.mark.slow  # a tiny `dvc exp run` in a fresh clone
+def test_a_full_run_is_measured_from_a_fresh_clone(tmp_path):
+    out = tmp_path / "runs.json"
+    subprocess.run([sys.executable, "bench/full_run.py", "--tiny", "--install", "none", "--out", str(out)], cwd=ROOT, check=True,
+                   capture_output=True, timeout=900)
+    run = json.loads(out.read_text())["tutorial"]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    assert run["commit"] == head and run["tiny"] and run["command"].startswith("dvc exp run -n tutorial -S data.train_limit=1200")
+    assert run["wall_s"] > 0 and 0.1 < run["peak_rss_gib"] < 24
+    assert set(run["metrics"]) >= {"test_acc", "cv_acc", "ece", "ece_raw"} and 0.5 < run["metrics"]["test_acc"] <= 1
+    assert set(run["test_accuracy"]) >= {"final", "ensemble", "fold_1"}

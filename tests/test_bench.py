@@ -1,0 +1,107 @@
+"""The benchmarks in bench/ still run: each script's --tiny mode, a real process on tiny inputs,
+so that a renamed stage, param, output or function breaks a test rather than the next
+measurement. Timings are never asserted (machines are shared): only that each script wrote the
+results it promises, with plausible values."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import ROOT, read_json, run
+
+from mnist_pipeline import imaging
+
+SCRIPTS = ["bench.py", "predict_models.py", "profile_ops.py", "scaling.py", "scans.py", "serve.py", "stroke_widths.py", "strong.py"]
+
+
+def tiny(script: str, out: Path, *args: str, repo: Path = ROOT) -> dict:
+    """Run bench/<script> --tiny in `repo` (its own bench/, src/ and outputs) and read what it wrote to `out`."""
+    run(repo, sys.executable, str(repo / "bench" / script), "--tiny", "--out", str(out), *args)
+    return read_json(out)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_tiny_run_never_writes_over_the_committed_results(script, tmp_path):
+    shutil.copytree(ROOT / "bench", tmp_path / "bench")  # without the guard, the copy's results would change, not the repo's
+    result = subprocess.run([sys.executable, tmp_path / "bench" / script, "--tiny"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "--tiny needs --out outside bench/" in result.stderr, result.stderr[-2000:]
+
+
+@pytest.mark.slow  # TensorFlow's profiler over an epoch: some 15 s
+def test_profile_ops(tmp_path):
+    results = tiny("profile_ops.py", tmp_path / "profile.json")
+    assert any("Conv2D" in op for op in results["op_seconds"]) and min(results["op_seconds"].values()) >= 0
+    assert 0.3 < results["conv_share"] <= 1  # the tutorial's CNN spends its time in its convolutions
+    assert results["conv_flops_per_s"] > 1e8 and results["matmul_flops_per_s"] > 1e8
+
+
+def test_scans(tiny_model, tmp_path):
+    results = tiny("scans.py", tmp_path / "scans.json", "--models", str(tiny_model))
+    n = results["n_scans"]
+    assert 0 < n < 1797  # a subset of scikit-learn's 1,797 scans
+    renderings = results["results"][tiny_model.name]
+    assert len(renderings) == 4
+    for r in renderings.values():
+        assert 0.2 < r["accuracy"] <= 1  # the tiny model reads about 40% of them: well above chance
+        assert 0 <= r["flagged"] <= 1 and 0 <= r["wrong_with_90_percent"] <= n
+
+
+def test_serve(tiny_model, tmp_path):
+    results = tiny("serve.py", tmp_path / "serve.json", "--model", str(tiny_model))
+    assert 0 < results["start_to_first_answer_s"]["1"] < 60
+    assert {(r["workers"], r["image"], r["clients"]) for r in results["rows"]} == {
+        (1, image, clients) for image in ("28x28 PNG", "1-megapixel JPEG") for clients in (1, 16)}
+    for r in results["rows"]:
+        assert r["requests"] >= 1 and r["requests_per_s"] > 0 and 0 < r["p50_ms"] <= r["p99_ms"]
+
+
+@pytest.mark.slow
+def test_scaling(tmp_path):
+    best = tiny("scaling.py", tmp_path / "scaling.json")["best"]
+    assert best["input_batch_32"] > 0 and best["input_batch_200"] > 0 and best["startup_s"] > 0
+    one, mirrored = best["train_none"], best["train_mirrored_2_cpus"]
+    assert (one["replicas"], mirrored["replicas"]) == (1, 2)
+    assert one["images_per_s"] > 0 and mirrored["images_per_s"] > 0
+    assert one["gradient_bytes"] == mirrored["gradient_bytes"] > 100_000  # the same model's weights, float32
+
+
+@pytest.mark.slow
+def test_strong(tmp_path):
+    results = tiny("strong.py", tmp_path / "strong.json")
+    assert len(results["images_per_s"]) == 5 and all(rate > 0 for rate in results["images_per_s"].values())
+    assert results["training_flops_per_image"] > 1e6 and results["matmul_flops_per_s"] > 1e8
+
+
+def test_predict_models(pipeline, tmp_path):
+    results = tiny("predict_models.py", tmp_path / "predict_models.json", repo=pipeline)
+    assert set(results["median_s"]) == {"bare_final.tflite", "final.tflite", "ensemble_float32.tflite", "ensemble.tflite"}
+    for name, median in results["median_s"].items():
+        assert set(median) == {"directory", "one_image"}
+        assert all(0 < results["best_s"][name][kind] <= median[kind] for kind in median)
+
+
+def test_stroke_widths(pipeline, tmp_path):
+    results = tiny("stroke_widths.py", tmp_path / "stroke_widths.json", repo=pipeline)
+    low, median, high = (results["percentiles"][p] for p in ("1", "50", "99"))
+    assert low <= median <= high and imaging.MNIST_STROKE[0] < median < imaging.MNIST_STROKE[2]
+    assert results["outside"] < 0.05  # the range imaging.MNIST_STROKE says holds MNIST's strokes
+
+
+@pytest.mark.slow
+def test_bench(tmp_path):
+    """Its own tiny pipeline, stage by stage (it times each), then predict and the training loops."""
+    results = tiny("bench.py", tmp_path / "results.json")
+    stages = results["pipeline"]["stages"]
+    assert set(stages) == set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])  # every stage, each timed on its own
+    assert all(s["wall_s"] > 0 and s["peak_rss_mib"] > 10 for s in stages.values())
+    assert 0 < results["pipeline"]["noop_repro_s"] < results["pipeline"]["total_wall_s"]
+    predict = results["predict"]
+    assert predict["n_images"] == 20 and predict["directory_images_per_s"] > 0 and predict["one_image_process_s"] > 0
+    training = results["training"]
+    assert len(training["rows"]) == 3 and training["roof_images_per_s"] > 0
+    assert all(r["plain_fit_images_per_s"] > 0 and r["pipeline_images_per_s"] > 0 and r["fraction_of_roof"] > 0 for r in training["rows"])
