@@ -1,6 +1,7 @@
 """Reproducible MNIST digit recognition with Keras, DVC and MLflow."""
 
 import contextlib
+import errno
 import os
 
 # Quiet TensorFlow's C++ start-up chatter and pin Keras to TensorFlow before either is imported.
@@ -12,6 +13,28 @@ class PipelineError(Exception):
     """A problem the user can fix, reported as one clear line (or one line per problem)."""
 
     exit_code = 1
+
+
+# The machine's faults in writing a file, in words: a full disk, a limit, a path that cannot be written.
+WRITE_FAULTS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large for the file system or this process's file-size limit",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+
+
+def write_fault(exc: BaseException | None) -> str | None:
+    """What went wrong in words, when `exc` or what caused it is one of WRITE_FAULTS; else None."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in WRITE_FAULTS:
+            return WRITE_FAULTS[exc.errno]
+        if isinstance(exc, OSError) and exc.errno is None and ("Not enough free space" in str(exc) or " written" in str(exc)):
+            return WRITE_FAULTS[errno.ENOSPC]  # numpy's words for a full disk ("N requested and M written"), without an errno
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -11,15 +12,26 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import PipelineError
+from . import PipelineError, write_fault
 from .predict import (DEFAULT_MODEL, Prediction, UsageError, check_model_path, find_images, load_model,
                       load_served_model, predict, preprocess)
 
-def save_debug_images(directory: Path, paths: list[Path], prepared: list[np.ndarray | str]) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
+def save_debug_images(directory: Path, paths: list[Path], prepared: list[np.ndarray | str]) -> list[str]:
+    """Write what the model saw; returns one line for each image that could not be written (a full
+    disk, an unwritable directory): the answers do not depend on it."""
+    failed = []
     for i, (path, array) in enumerate(zip(paths, prepared)):
-        if not isinstance(array, str):
-            Image.fromarray(array).save(directory / f"{i:04d}-{path.stem}.png")
+        if isinstance(array, str):
+            continue
+        target = directory / f"{i:04d}-{path.stem}.png"
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(array).save(target)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                target.unlink(missing_ok=True)  # nothing half-written
+            failed.append(f"{target} ({write_fault(exc) or exc})")
+    return failed
 
 
 def _table(results: list[Prediction], top_k: int) -> str:
@@ -69,17 +81,21 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as exc:
         print(f"mnist-pipeline: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    if args.debug_dir is not None:
-        save_debug_images(args.debug_dir, paths, prepared)
+    unsaved = save_debug_images(args.debug_dir, paths, prepared) if args.debug_dir is not None else []
     results = predict(paths, prepared, model)
-    if args.json:
-        print(json.dumps([r.as_json() for r in results], indent=1))
-    else:
-        print(_table(results, args.top_k))
+    try:
+        print(json.dumps([r.as_json() for r in results], indent=1) if args.json else _table(results, args.top_k), flush=True)
+    except OSError as exc:  # standard output on a full disk
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # else Python's exit flushes it again, with a traceback
+        print(f"mnist-pipeline: error: cannot write the answers to standard output: {write_fault(exc) or exc}", file=sys.stderr)
+        return 1
     for r in results:
         if r.error:
             print(f"mnist-pipeline: {r.path}: {r.error}", file=sys.stderr)
-    return 1 if any(r.error for r in results) else 0
+    if unsaved:
+        print(f"mnist-pipeline: warning: {len(unsaved)} of {len(paths)} debug images not written to {args.debug_dir}, "
+              f"the first {unsaved[0]}; the answers above are complete", file=sys.stderr)
+    return 1 if unsaved or any(r.error for r in results) else 0
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from . import PipelineError
+from . import PipelineError, write_fault
 from .params import Params, ParamsError, load
 
 
@@ -37,30 +38,45 @@ def run(main: Callable[[], None]) -> None:
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except OSError as exc:  # a write outside atomic_path: a checkpoint, a cache file
+        if (reason := write_fault(exc)) is None:
+            raise
+        print(f"error: {unwritable(exc.filename or 'a file', reason)}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
 
 
+def unwritable(path: Path | str, reason: str) -> str:
+    return f"cannot write {path}: {reason}; free some space or make it writable, then run the stage again (nothing half-written was kept)"
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path | str, directory: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path``; it replaces ``path`` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.")) if directory else None
-    if tmp is None:
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-        os.close(fd)
-        tmp = Path(name)
+    """Yield a temporary sibling of ``path``; it replaces ``path`` only if the block succeeds.
+    A full disk or an unwritable place on the way is a PipelineError that names ``path``."""
+    path, tmp = Path(path), None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if directory:
+            tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+        else:
+            fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+            os.close(fd)
+            tmp = Path(name)
         yield tmp
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         os.replace(tmp, path)
+    except OSError as exc:
+        if (reason := write_fault(exc)) is None:
+            raise
+        raise PipelineError(unwritable(path, reason)) from None
     finally:
-        if tmp.is_dir():
+        if tmp is not None and tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
-        else:
+        elif tmp is not None:
             tmp.unlink(missing_ok=True)
 
 
@@ -77,8 +93,10 @@ def write_csv(path: Path | str, header: list[str], rows: Iterable[Iterable]) -> 
 
 
 def save_npy(path: Path | str, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp, tmp.open("wb") as f:
-        np.save(f, array)
+    buffer = io.BytesIO()  # numpy's own file writing reports a full disk as a short write, without its errno
+    np.save(buffer, array)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def save_figure(path: Path | str, figure) -> None:

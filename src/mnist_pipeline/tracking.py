@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
-from . import PipelineError
+from . import PipelineError, write_fault
 from .stage import atomic_path
 
 EXPERIMENT = "mnist-pipeline"
@@ -31,6 +31,8 @@ import mlflow  # noqa: E402  (the settings above must come first)
 import psutil  # noqa: E402
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)  # its INFO lines (database set-up, registrations) are not the stage's
+# its tracebacks and retries of a store that cannot be written: store_faults_in_one_line says it in one line
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 class TrackingError(PipelineError):
@@ -93,6 +95,11 @@ def connect(enabled: bool = True) -> None:
                 f"or unset MLFLOW_TRACKING_URI to use the embedded store {default_uri()}"
             ) from None
     mlflow.set_tracking_uri(uri)
+    with store_faults_in_one_line():
+        _open_experiment(uri)
+
+
+def _open_experiment(uri: str) -> None:
     if mlflow.get_experiment_by_name(EXPERIMENT) is None:
         artifacts = None if uri.startswith("http") else (repo_root() / "mlartifacts").as_uri()
         try:
@@ -144,15 +151,49 @@ def run(stage: str, params: dict[str, Any] | None = None, name: str | None = Non
     tags = {"stage": stage, "git_commit": _git_commit(), "pipeline_run": pipeline_run(), "uv_lock_sha256": project_file_digest("uv.lock")}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
-    run_id = _resumable(resume_from)
-    with mlflow.start_run(run_id=run_id, run_name=name or stage, parent_run_id=parent_run_id, nested=parent_run_id is not None,
-                          tags=tags) as active:
-        if resume_from and run_id is None:
-            with atomic_path(resume_from) as tmp:
-                tmp.write_text(active.info.run_id)
-        if params:
-            mlflow.log_params(params)  # the same values again when resumed, which MLflow accepts
-        yield active.info.run_id
+    with store_faults_in_one_line():
+        run_id = _resumable(resume_from)
+        with mlflow.start_run(run_id=run_id, run_name=name or stage, parent_run_id=parent_run_id,
+                              nested=parent_run_id is not None, tags=tags) as active:
+            if resume_from and run_id is None:
+                with atomic_path(resume_from) as tmp:
+                    tmp.write_text(active.info.run_id)
+            if params:
+                mlflow.log_params(params)  # the same values again when resumed, which MLflow accepts
+            yield active.info.run_id
+
+
+# What SQLite (through SQLAlchemy and MLflow) says when its file cannot be written.
+STORE_FAULTS = ("database or disk is full", "readonly database", "unable to open database file", "disk I/O error")
+
+
+@contextlib.contextmanager
+def store_faults_in_one_line() -> Iterator[None]:
+    """An MLflow store that cannot be written (a full disk, a read-only place, a file-size limit)
+    becomes one TrackingError that names the store; a stage's own error, raised first, wins.
+    The stage then fails: DVC records nothing of it, and a rerun redoes it (crossvalidate and
+    train resume from their checkpoints)."""
+    try:
+        yield
+    except Exception as exc:
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, PipelineError):
+                raise cause from None
+            cause = cause.__cause__ or cause.__context__
+        reason = write_fault(exc) or next((f for f in STORE_FAULTS if _mentions(exc, f)), None)
+        if reason is None:
+            raise
+        raise TrackingError(f"the MLflow store {tracking_uri()} cannot be written ({reason}); free some space or make it "
+                            "writable (or point MLFLOW_TRACKING_URI elsewhere), then run the stage again") from None
+
+
+def _mentions(exc: BaseException | None, words: str) -> bool:
+    while exc is not None:
+        if words in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _resumable(id_file: Path | None) -> str | None:
