@@ -89,12 +89,19 @@ def render(files: dict) -> str:
             return f"{what}: not measured"
         return f"{what}, `{run['command']}`, {minutes(run['wall_s'])}, peak memory {run['peak_rss_gib']:.1f} GiB (commit {run['commit'][:7]}, {run['machine']})"
 
+    installs = {name: runs[f"install-{name}"] for name in ("uv", "pip") if f"install-{name}" in runs}
+    if len(installs) == 2:
+        intro_install = (f" README command 1's install from a fresh clone, empty package caches: {installs['uv']['install_s']:.0f} s "
+                         f"(`uv sync --locked`) against {installs['pip']['install_s']:.0f} s for the `pip install -e .` it replaced, "
+                         f"one after the other on {installs['uv']['machine']}.")
+    else:
+        intro_install = ""
     flagged = report["flagged_non_digits"]
     kinds = ", ".join(f"{NON_DIGIT_NAMES.get(kind, kind)} ({pct(share, 0)})" for kind, share in flagged.items())
     intro = ("Each run in a fresh clone, CPU only, one after the other (`python bench/full_run.py [--recipe strong]`): "
              f"{timing('tutorial', 'the default `params.yaml` (the tutorial protocol)')}; {timing('strong', 'the strong preset')}. "
              "The default's figures are the committed `metrics/*.json` and `reports/eval.json`, the strong preset's "
-             "`bench/full_run_results.json`.")
+             "`bench/full_run_results.json`." + intro_install)
     outro = (f"The project's non-digits are made by `synthesize` with other seeds than the detector learnt from; "
              f"of each kind, the share called \"not a digit\": {kinds}.")
     return "\n".join([START, "", intro, "", *lines, "", outro, "", END])

@@ -33,7 +33,7 @@ def main() -> None:
     # made before any model loads: the pool forks, which is only safe before TensorFlow and LiteRT start threads
     non_digits = synthetic.make_set(test.images.reshape(-1, 28, 28), test.labels, counts, seed=(p.evaluate.non_digits_seed, 9))
 
-    from mnist_pipeline import export, tracking  # TensorFlow and MLflow, after the fork
+    from mnist_pipeline import export, models, tracking  # TensorFlow and MLflow, after the fork
 
     tracking.connect()
     exported = json.loads(EXPORT_REPORT.read_text())
@@ -49,11 +49,21 @@ def main() -> None:
         if p.evaluate.photos:
             details |= evaluation.photo_accuracy(model, test.images, test.labels, p.evaluate.photos, p.evaluate.photos_seed)
         each = {name: LiteRTModel(EXPORT / f"{name}.tflite").predict(test.images) for name in ("final", "ensemble")}
-        bare = {path.stem.replace("-", "_"): export.load_keras(path).predict(test.images.astype("float32"), batch_size=250, verbose=0)
-                for path in [*sorted(FOLD_MODELS.glob("fold-*.keras"), key=lambda f: int(f.stem[5:])), MODEL]}
-        before_temperature = bare["model"] if exported["serve"] == "final" else np.mean(list(bare.values()), axis=0)
-        ece, after = evaluation.calibration(probabilities, test.labels)
-        ece_raw, before = evaluation.calibration(before_temperature, test.labels)
+        trained = {path.stem.replace("-", "_"): export.load_keras(path)
+                   for path in [*sorted(FOLD_MODELS.glob("fold-*.keras"), key=lambda f: int(f.stem[5:])), MODEL]}
+        images = test.images.astype("float32")
+        bare = {name: model.predict(images, batch_size=250, verbose=0) for name, model in trained.items()}
+        # each served model's calibration error, and the same model's without its temperature (members as export built them)
+        reliability, details["calibration"] = {}, {}
+        for name, members in {"final": [trained["model"]], "ensemble": list(trained.values())}.items():
+            # without its temperature; a model that export served with none (T = 1: it calibrated no better) is its own
+            untempered = exported["calibration"]["temperature"][name] == 1.0
+            without = each[name] if untempered else evaluation.pooled(
+                models.member_logits(members, exported["tta"]).predict(images, batch_size=250, verbose=0))
+            (ece, after), (ece_raw, before) = (evaluation.calibration(probs, test.labels) for probs in (each[name], without))
+            details["calibration"][name] = {"ece": ece, "ece_raw": ece_raw, "temperature": exported["calibration"]["temperature"][name]}
+            reliability[name] = after, before
+        after, before = reliability[exported["serve"]]
         each |= {name: probs for name, probs in bare.items() if name != "model"}
         if exported["tta"]:  # what the shifted copies add: the same models on the image alone
             each |= {"final_without_tta": bare["model"], "ensemble_without_tta": np.mean(list(bare.values()), axis=0)}
@@ -64,8 +74,8 @@ def main() -> None:
             "ens_acc": details["test_accuracy"]["ensemble"],
             "flag_mnist": float((scores < 0.5).mean()),
             "flag_nondigit": float(flagged.mean()),
-            "ece": ece,
-            "ece_raw": ece_raw,
+            "ece": details["calibration"][exported["serve"]]["ece"],
+            "ece_raw": details["calibration"][exported["serve"]]["ece_raw"],
         }
         if p.evaluate.photos:
             headline |= {"photo_acc": details["accuracy_photos"], "photo_flag": details["flagged_photos"],
@@ -96,7 +106,8 @@ def main() -> None:
     print("  each model: " + ", ".join(f"{name} {value:.4%}" for name, value in details["test_accuracy"].items()))
     print(f"the project's own {len(flagged)} non-digits flagged: {headline['flag_nondigit']:.2%} ("
           + ", ".join(f"{kind} {v:.1%}" for kind, v in details["flagged_non_digits"].items()) + ")")
-    print(f"calibration error (ECE, 15 bins): {ece:.3%} served, {ece_raw:.3%} before the temperature")
+    print("calibration error (ECE, 15 bins) with the temperature and without: " + ", ".join(
+        f"{name} {c['ece']:.3%} and {c['ece_raw']:.3%}" for name, c in details["calibration"].items()))
     if p.evaluate.photos:
         print(f"photo-like images: {details['accuracy_photos']:.2%} right, {details['flagged_photos']:.2%} flagged, "
               f"{details['read_right_photos']:.2%} read right (the tutorial's naive preprocessing: "

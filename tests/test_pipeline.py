@@ -61,6 +61,9 @@ def test_metrics(pipeline):
         assert parity["same_class"] >= 0.99 and parity["same_verdict"] >= 0.99, parity
         assert parity["max_probability_diff"] < 0.05 and parity["max_digit_score_diff"] < 0.05, parity
     assert export["weights"] == "int8" and 0.2 < export["temperature"] < 5
+    calibration = export["calibration"]  # one temperature for each served model, fitted on its own held-out output
+    assert set(calibration["temperature"]) == {"final", "ensemble"} and export["temperature"] == calibration["temperature"]["ensemble"]
+    assert calibration["n_images"] > 0 and all(fit["ece_after"] <= fit["ece_before"] for fit in calibration["fit"].values()), calibration
     assert export["ensemble_members"] == TINY["cv"]["folds"] + 1
     # int8: about one byte a weight (159,254 a member, ~100,000 the detector's), not float32's four
     members = TINY["cv"]["folds"] + 1
@@ -83,6 +86,8 @@ def test_metrics(pipeline):
         gaps = sum(int(r["images"]) * abs(float(r["confidence"]) - float(r["accuracy"])) for r in rows)
         assert ece == pytest.approx(gaps / TINY["data"]["test_limit"]), "the ECE is the reliability diagram's weighted gap"
     assert set(evaluation["flagged_non_digits"]) == set(synthetic.NON_DIGIT_KINDS)
+    assert set(evaluation["calibration"]) == {"final", "ensemble"}
+    assert evaluation["calibration"]["ensemble"]["ece"] == headline["ece"] and evaluation["calibration"]["ensemble"]["ece_raw"] == headline["ece_raw"]
     each = evaluation["test_accuracy"]
     assert set(each) == {"final", "ensemble", *(f"fold_{k}" for k in range(1, TINY["cv"]["folds"] + 1))}
     assert evaluation["served"] == "ensemble" and each["ensemble"] == headline["test_acc"] == headline["ens_acc"]
@@ -106,14 +111,15 @@ def test_the_detector_learns_digits_from_non_digits(pipeline):
 
 def test_the_ensemble_averages_its_calibrated_members(pipeline):
     """The exported ensemble's probabilities are the mean of the fold models' and the final
-    model's, each calibrated by the temperature export fitted."""
+    model's, each softmax(logits / T) with the one temperature export fitted on the ensemble's
+    own averaged output (pool, then calibrate)."""
     from mnist_pipeline import export
     from mnist_pipeline.predict import KerasModel
 
     images = np.load(pipeline / "data" / "prepared" / "test_images.npy")[:100].astype("float32")
     members = [export.load_keras(pipeline / "models" / "folds" / f"fold-{k}.keras") for k in range(1, TINY["cv"]["folds"] + 1)]
     members.append(export.load_keras(pipeline / "models" / "model.keras"))
-    temperature = read_json(pipeline / "reports" / "export.json")["temperature"]
+    temperature = read_json(pipeline / "reports" / "export.json")["calibration"]["temperature"]["ensemble"]
     calibrated = []
     for member in members:  # softmax(logits / T): log p is the logits up to a constant
         z = np.log(member.predict(images, verbose=0).astype(np.float64)) / temperature

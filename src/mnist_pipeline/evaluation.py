@@ -7,6 +7,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from scipy import ndimage  # noqa: E402
 from sklearn.metrics import log_loss, precision_recall_fscore_support  # noqa: E402
 
 from . import imaging  # noqa: E402
@@ -121,18 +122,53 @@ def digit_threshold(logits: np.ndarray, is_digit: np.ndarray, kind: np.ndarray, 
     return threshold, {"flagged": flagged, "n": {kinds[k]: int((kind == k).sum()) for k in sorted(set(kind.tolist()))}}
 
 
-def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature T that makes softmax(log(p) / T) fit held-out labels best (least log loss)."""
+def pooled(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """A served model's probabilities from its members' logits (K, N, 10), one member and view
+    each: softmax(logits / T) averaged over the K (models.served computes the same in the model)."""
+    z = np.asarray(logits, np.float64).reshape(-1, *np.shape(logits)[-2:]) / temperature
+    z -= z.max(axis=-1, keepdims=True)
+    p = np.exp(z)
+    return (p / p.sum(axis=-1, keepdims=True)).mean(axis=0)
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The one temperature T that makes the served model's own output, pooled(logits, T), fit
+    held-out labels best (least log loss). The pool is fitted, not each member: an average of
+    members is already less confident than each of them (pool, then calibrate)."""
     from scipy.optimize import minimize_scalar
 
-    log_p = np.log(np.clip(probabilities.astype(np.float64), 1e-30, 1))
-
     def loss(t: float) -> float:
-        z = log_p / t
-        z -= z.max(axis=1, keepdims=True)
-        return float(-(z[np.arange(len(labels)), labels] - np.log(np.exp(z).sum(axis=1))).mean())
+        return float(-np.log(np.clip(pooled(logits, t)[np.arange(len(labels)), labels], 1e-300, 1)).mean())
 
     return float(minimize_scalar(loss, bounds=(0.05, 20), method="bounded").x)
+
+
+def distorted(images: np.ndarray, rng: np.random.Generator, degrees: float = 12, scale: float = 0.1, shift: float = 2) -> np.ndarray:
+    """Each digit turned, scaled and moved a little at random (the classic MNIST distortions): new
+    images that no model of the default protocol trained on, which trains without augmentation."""
+    out = np.empty_like(images, dtype=np.float32)
+    centre = (np.array(images.shape[1:3]) - 1) / 2
+    for i, image in enumerate(images):
+        angle, factor = np.deg2rad(rng.uniform(-degrees, degrees)), rng.uniform(1 - scale, 1 + scale)
+        matrix = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) / factor
+        offset = centre - matrix @ centre - rng.uniform(-shift, shift, 2)
+        out[i, ..., 0] = ndimage.affine_transform(image[..., 0].astype(np.float32), matrix, offset=offset, order=1)
+    return np.clip(out, 0, 255)
+
+
+def choose_temperature(logits: np.ndarray, labels: np.ndarray) -> tuple[float, dict]:
+    """The temperature to serve, and why: fit_temperature on all of the held-out images, kept only
+    when it calibrates images it was not fitted on (two halves, each scored with the temperature
+    fitted on the other, against no temperature); else 1, the model as it is."""
+    halves = np.arange(len(labels)) % 2 == 0, np.arange(len(labels)) % 2 == 1
+    crossed = untempered = 0.0
+    for fit_on, score_on in (halves, halves[::-1]):
+        t = fit_temperature(logits[:, fit_on], labels[fit_on])
+        crossed += calibration(pooled(logits[:, score_on], t), labels[score_on])[0] / 2
+        untempered += calibration(pooled(logits[:, score_on]), labels[score_on])[0] / 2
+    fitted = fit_temperature(logits, labels)
+    kept = crossed < untempered
+    return (fitted if kept else 1.0), {"fitted": fitted, "kept": bool(kept), "ece_crossed": crossed, "ece_without": untempered}
 
 
 def calibration(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> tuple[float, list[list]]:

@@ -119,27 +119,33 @@ def shifted_views(pixels, shift: int) -> list:
     return [pixels] + [layers.Cropping2D(crop)(padded) for crop in crops]
 
 
-def served(members: list[keras.Model], digit_or_not: keras.Model, temperature: float, threshold: float,
-           tta: int = 0) -> keras.Model:
+def member_logits(members: list[keras.Model], tta: int = 0) -> keras.Model:
+    """One output for each member and view (the image and, with `tta` > 0, its four shifted
+    copies: shifted_views): the member's logits, its softmax left out."""
+    pixels = keras.Input(INPUT_SHAPE, name="pixels")
+    views = shifted_views(pixels, tta)
+    outputs = []
+    for i, member in enumerate(members, 1):
+        logits = _copy(member, f"member_{i}", logits=True)
+        outputs += [logits(view) for view in views]
+    return keras.Model(pixels, outputs, name="member_logits")
+
+
+def served(logits: keras.Model, digit_or_not: keras.Model, temperature: float, threshold: float) -> keras.Model:
     """One model with two outputs for predict and serve, of standard Keras layers only (MLflow
     and LiteRT load it as it is):
 
-    - `probabilities`: each member's softmax(logits / temperature), averaged over the members
-      (one member: the final model; several: the ensemble) and, with `tta` > 0, over the image
-      and its four copies shifted by `tta` pixels (shifted_views). The temperature is fitted on
-      held-out predictions (evaluation.fit_temperature) and leaves the ranking of the digits as it was.
+    - `probabilities`: softmax(logits / temperature) of each output of `logits` (member_logits:
+      one member, the final model, or several, the ensemble; each over its views), averaged. The
+      temperature is fitted on this average's held-out output (evaluation.fit_temperature) and
+      leaves the ranking of the digits as it was.
     - `digit_score` (N, 2): the detector's, with its second column >= 0.5 exactly when its
       log-odds of "a digit" reach `threshold`: the verdict, with its threshold inside the model.
     """
-    pixels = keras.Input(INPUT_SHAPE, name="pixels")
-    views = shifted_views(pixels, tta)
-    calibrated = []
-    for i, member in enumerate(members, 1):
-        logits = _copy(member, f"member_{i}", logits=True)
-        calibrated += [layers.Softmax()(layers.Rescaling(1 / temperature)(logits(view))) for view in views]
+    calibrated = [layers.Softmax()(layers.Rescaling(1 / temperature)(z)) for z in logits.outputs]
     probabilities = calibrated[0] if len(calibrated) == 1 else layers.Average()(calibrated)
     shifted = _copy(digit_or_not, "detector")
     last = shifted.layers[-1]
     kernel, bias = last.get_weights()
     last.set_weights([kernel, bias - [0.0, threshold]])  # softmax's p1 = sigmoid(logit1 - logit0 - threshold)
-    return keras.Model(pixels, {"probabilities": probabilities, "digit_score": shifted(pixels)}, name="served")
+    return keras.Model(logits.input, {"probabilities": probabilities, "digit_score": shifted(logits.input)}, name="served")
