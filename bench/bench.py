@@ -38,8 +38,12 @@ def parse_args(parser: argparse.ArgumentParser, results: str | None = None) -> a
     run. It measures nothing worth keeping, so it needs an --out outside bench/, where the committed
     results are."""
     parser.add_argument("--tiny", action="store_true", help="run on tiny inputs, to check the script; needs --out outside bench/")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / results if results else None,
-                        help=f"results file (default: {f'bench/{results}' if results else 'none'})")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "bench" / results if results else None,
+        help=f"results file (default: {f'bench/{results}' if results else 'none'})",
+    )
     args = parser.parse_args()
     if args.tiny and (args.out is None or args.out.resolve().parent == ROOT / "bench"):
         parser.error("--tiny needs --out outside bench/ (its results are no measurement)")
@@ -111,8 +115,18 @@ def training_speed(kind: str, section: str, epochs: int = 2, images: int | None 
     else:
         n_models = p.cv.folds if kind == "crossvalidate" else 1
         shared = training.to_tensors(data.images, data.labels)
-        jobs = {k: training.prepare(p.model, shared, np.arange(n_images), batch_size=setup.batch_size, optimizer=setup.optimizer,
-                                    learning_rate=setup.learning_rate, seed=k) for k in range(n_models)}
+        jobs = {
+            k: training.prepare(
+                p.model,
+                shared,
+                np.arange(n_images),
+                batch_size=setup.batch_size,
+                optimizer=setup.optimizer,
+                learning_rate=setup.learning_rate,
+                seed=k,
+            )
+            for k in range(n_models)
+        }
 
         def run(epochs: int, steps: int | None = None) -> None:
             if steps:
@@ -149,17 +163,31 @@ def bench_training(rounds: int = 2, images: int | None = None, matmul_size: int 
     mean = {run: float(np.mean(values)) for run, values in speeds.items()}
     flops = training_flops_per_image(models.build(p.model))
     roof_flops = matmul_flops_per_second(matmul_size)
-    table = [{"setup": setup, "plain_fit_images_per_s": mean[(plain, section)], "pipeline_images_per_s": mean[(ours, section)],
-              "ratio": mean[(ours, section)] / mean[(plain, section)], "fraction_of_roof": mean[(ours, section)] * flops / roof_flops}
-             for setup, (plain, ours, section) in rows.items()]
-    return {"rows": table, "runs": {f"{kind}, {section}": values for (kind, section), values in speeds.items()},
-            "training_flops_per_image": flops, "matmul_flops_per_s": roof_flops, "roof_images_per_s": roof_flops / flops}
+    table = [
+        {
+            "setup": setup,
+            "plain_fit_images_per_s": mean[(plain, section)],
+            "pipeline_images_per_s": mean[(ours, section)],
+            "ratio": mean[(ours, section)] / mean[(plain, section)],
+            "fraction_of_roof": mean[(ours, section)] * flops / roof_flops,
+        }
+        for setup, (plain, ours, section) in rows.items()
+    ]
+    return {
+        "rows": table,
+        "runs": {f"{kind}, {section}": values for (kind, section), values in speeds.items()},
+        "training_flops_per_image": flops,
+        "matmul_flops_per_s": roof_flops,
+        "roof_images_per_s": roof_flops / flops,
+    }
 
 
 def _timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of the largest process the command ran."""
-    probe = "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); " \
-            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)"
+    probe = (
+        "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)"
+    )
     start = time.perf_counter()
     result = subprocess.run([sys.executable, "-c", probe, *cmd], cwd=cwd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -180,8 +208,13 @@ def bench_pipeline(params: dict | None, workdir: Path) -> dict:
         stages[stage] = {"wall_s": wall, "peak_rss_mib": peak}
         print(f"  {stage}: {wall:.1f} s, {peak:.0f} MiB", file=sys.stderr)
     noop, _ = _timed(["dvc", "repro"], repo, env)
-    return {"params": "default (full protocol)" if params is None else f"small: {json.dumps(params)}", "stages": stages,
-            "total_wall_s": sum(s["wall_s"] for s in stages.values()), "noop_repro_s": noop, "repo": repo}
+    return {
+        "params": "default (full protocol)" if params is None else f"small: {json.dumps(params)}",
+        "stages": stages,
+        "total_wall_s": sum(s["wall_s"] for s in stages.values()),
+        "noop_repro_s": noop,
+        "repo": repo,
+    }
 
 
 def bench_predict(repo: Path, workdir: Path, n_images: int = 1000, repeats: int = 5) -> dict:
@@ -220,8 +253,11 @@ def markdown(results: dict) -> str:
         "| training (images/s) | plain `model.fit` | pipeline | ratio | fraction of roof |",
         "|---|---|---|---|---|",
     ]
-    lines += [f"| {r['setup']} | {r['plain_fit_images_per_s']:,.0f} | {r['pipeline_images_per_s']:,.0f} | "
-              f"{r['ratio']:.2f}x | {r['fraction_of_roof']:.0%} |" for r in t["rows"]]
+    lines += [
+        f"| {r['setup']} | {r['plain_fit_images_per_s']:,.0f} | {r['pipeline_images_per_s']:,.0f} | "
+        f"{r['ratio']:.2f}x | {r['fraction_of_roof']:.0%} |"
+        for r in t["rows"]
+    ]
     lines += [
         "",
         f"Roof: {t['matmul_flops_per_s'] / 1e9:,.0f} GFLOP/s float32 matmul / {t['training_flops_per_image'] / 1e6:.1f} MFLOP "

@@ -100,8 +100,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         repo = args.keep or Path(scratch) / "clone"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
-        installed = {} if args.install == "none" else {"install_s": install(repo, args.install, Path(scratch) / "caches"),
-                                                        "install": INSTALLS[args.install]}
+        installed = (
+            {}
+            if args.install == "none"
+            else {"install_s": install(repo, args.install, Path(scratch) / "caches"), "install": INSTALLS[args.install]}
+        )
         if args.install_only:
             record(args.out, f"install-{args.install}", installed | {"commit": commit, "machine": machine()})
             return

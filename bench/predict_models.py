@@ -60,16 +60,24 @@ def main() -> None:
 
             export.to_tflite(export.load_keras(ROOT / "models" / "model.keras"), tmp / "bare_final.tflite")
             export.to_tflite(export.load_keras(ROOT / "models" / "export" / "ensemble.keras"), tmp / "ensemble_float32.tflite")
-            models = [tmp / "bare_final.tflite", ROOT / "models" / "export" / "final.tflite", tmp / "ensemble_float32.tflite",
-                      ROOT / "models" / "export" / "ensemble.tflite"]
+            models = [
+                tmp / "bare_final.tflite",
+                ROOT / "models" / "export" / "final.tflite",
+                tmp / "ensemble_float32.tflite",
+                ROOT / "models" / "export" / "ensemble.tflite",
+            ]
         images = tmp / "images"
         images.mkdir()
         test = mnist.load_prepared(ROOT / "data" / "prepared", "test")
         for i in range(n_images):
             Image.fromarray(test.images[i, ..., 0]).save(images / f"{i:04d}.png")
-        commands = {model.name: {"directory": ["mnist-pipeline", "predict", "--json", "--model", str(model), str(images)],
-                                 "one_image": ["mnist-pipeline", "predict", "--model", str(model), str(images / "0000.png")]}
-                    for model in models}
+        commands = {
+            model.name: {
+                "directory": ["mnist-pipeline", "predict", "--json", "--model", str(model), str(images)],
+                "one_image": ["mnist-pipeline", "predict", "--model", str(model), str(images / "0000.png")],
+            }
+            for model in models
+        }
         for runs in commands.values():  # warm the page cache
             for command in runs.values():
                 timed(command)
@@ -90,8 +98,10 @@ def main() -> None:
     print(f"| model | {n_images:,} PNGs (s) | ratio | one image (s) | ratio |\n|---|---|---|---|---|")
     for name, median in results["median_s"].items():
         base, best = results["median_s"][first], results["best_s"][name]
-        print(f"| {name} | {median['directory']:.2f} ({best['directory']:.2f}) | {median['directory'] / base['directory']:.2f} "
-              f"| {median['one_image']:.2f} ({best['one_image']:.2f}) | {median['one_image'] / base['one_image']:.2f} |")
+        print(
+            f"| {name} | {median['directory']:.2f} ({best['directory']:.2f}) | {median['directory'] / base['directory']:.2f} "
+            f"| {median['one_image']:.2f} ({best['one_image']:.2f}) | {median['one_image'] / base['one_image']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

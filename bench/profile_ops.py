@@ -69,8 +69,15 @@ def main() -> None:
     p = params.load(bench.ROOT / "params.yaml")
     setup = getattr(p, args.section)
     data = mnist.load_split(MIRROR, "train")
-    job = training.prepare(p.model, training.to_tensors(data.images, data.labels), np.arange(args.images),
-                           batch_size=setup.batch_size, optimizer=setup.optimizer, learning_rate=setup.learning_rate, seed=0)
+    job = training.prepare(
+        p.model,
+        training.to_tensors(data.images, data.labels),
+        np.arange(args.images),
+        batch_size=setup.batch_size,
+        optimizer=setup.optimizer,
+        learning_rate=setup.learning_rate,
+        seed=0,
+    )
     training.train(job, 1, label="warm-up")
     matmul = bench.matmul_flops_per_second(256 if args.tiny else 2048)  # one thread, like every op here
     with tempfile.TemporaryDirectory() as logdir:
@@ -87,11 +94,19 @@ def main() -> None:
     for op, s in seconds.most_common(12):
         print(f"| {op} | {s:.3f} | {s / busy:.1%} |")
     print(f"| all ops | {busy:.3f} | 100% |\n")
-    print(f"Convolutions: {conv / busy:.0%} of the busy time at {conv_speed / 1e9:.0f} GFLOP/s, "
-          f"{conv_speed / matmul:.0%} of one thread's float32 matmul ({matmul / 1e9:.0f} GFLOP/s).")
+    print(
+        f"Convolutions: {conv / busy:.0%} of the busy time at {conv_speed / 1e9:.0f} GFLOP/s, "
+        f"{conv_speed / matmul:.0%} of one thread's float32 matmul ({matmul / 1e9:.0f} GFLOP/s)."
+    )
     if args.out:
-        results = {"batch_size": setup.batch_size, "images": args.images, "op_seconds": dict(seconds.most_common()),
-                   "conv_share": conv / busy, "conv_flops_per_s": conv_speed, "matmul_flops_per_s": matmul}
+        results = {
+            "batch_size": setup.batch_size,
+            "images": args.images,
+            "op_seconds": dict(seconds.most_common()),
+            "conv_share": conv / busy,
+            "conv_flops_per_s": conv_speed,
+            "matmul_flops_per_s": matmul,
+        }
         args.out.write_text(json.dumps(results, indent=2) + "\n")
 
 

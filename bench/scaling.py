@@ -63,14 +63,26 @@ def training_speed(strategy_name: str, n_images: int = N_IMAGES) -> dict:
     strategy = training.distribution(Distribute(strategy=strategy_name, devices=devices))
     p = params.load(ROOT / "params.yaml")
     images, labels = _examples(n_images)
-    job = training.prepare(p.model, training.to_tensors(images, labels), np.arange(len(labels)), batch_size=p.train.batch_size,
-                           optimizer=p.train.optimizer, learning_rate=p.train.learning_rate, seed=0, strategy=strategy)
+    job = training.prepare(
+        p.model,
+        training.to_tensors(images, labels),
+        np.arange(len(labels)),
+        batch_size=p.train.batch_size,
+        optimizer=p.train.optimizer,
+        learning_rate=p.train.learning_rate,
+        seed=0,
+        strategy=strategy,
+    )
     training.train(job, 1)  # traces and warms up
     start = time.perf_counter()
     training.train(job, 2)
     weights = sum(int(np.prod(w.shape)) for w in job.model.trainable_weights)
-    return {"images_per_s": 2 * len(labels) / (time.perf_counter() - start), "replicas": strategy.num_replicas_in_sync,
-            "gradient_bytes": 4 * weights, "batch_size": p.train.batch_size}
+    return {
+        "images_per_s": 2 * len(labels) / (time.perf_counter() - start),
+        "replicas": strategy.num_replicas_in_sync,
+        "gradient_bytes": 4 * weights,
+        "batch_size": p.train.batch_size,
+    }
 
 
 def startup_seconds() -> float:
@@ -104,8 +116,12 @@ def main() -> None:
 
     best: dict[str, float | dict] = {}
     for round_ in range(args.rounds):
-        for name, probe in (("input_batch_32", ("input", "32")), ("input_batch_200", ("input", "200")),
-                            ("train_none", ("train", "none")), ("train_mirrored_2_cpus", ("train", "mirrored"))):
+        for name, probe in (
+            ("input_batch_32", ("input", "32")),
+            ("input_batch_200", ("input", "200")),
+            ("train_none", ("train", "none")),
+            ("train_mirrored_2_cpus", ("train", "mirrored")),
+        ):
             value = _probe(args.images, *probe)
             speed = value["images_per_s"] if isinstance(value, dict) else value
             previous = best.get(name)
@@ -119,8 +135,10 @@ def main() -> None:
     print(f"| measured on {results['machine']} (best of {args.rounds}) | |\n|---|---|")
     print(f"| input pipeline alone, batch 32 / 200 | {best['input_batch_32']:,.0f} / {best['input_batch_200']:,.0f} images/s |")
     print(f"| final fit, batch {none['batch_size']}, one device | {none['images_per_s']:,.0f} images/s |")
-    print(f"| same, mirrored over 2 logical CPUs | {mirrored['images_per_s']:,.0f} images/s "
-          f"({mirrored['images_per_s'] / none['images_per_s']:.2f}x) |")
+    print(
+        f"| same, mirrored over 2 logical CPUs | {mirrored['images_per_s']:,.0f} images/s "
+        f"({mirrored['images_per_s'] / none['images_per_s']:.2f}x) |"
+    )
     print(f"| gradient all-reduced per step | {none['gradient_bytes'] / 1e6:.2f} MB |")
     print(f"| fresh process to TensorFlow + Keras + MLflow imported | {best['startup_s']:.1f} s |")
 

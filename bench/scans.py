@@ -26,8 +26,12 @@ from bench import parse_args  # noqa: E402
 from mnist_pipeline import imaging  # noqa: E402
 from mnist_pipeline.predict import LiteRTModel  # noqa: E402
 
-RENDERINGS = {"32 px, nearest": (32, Image.Resampling.NEAREST), "96 px, nearest": (96, Image.Resampling.NEAREST),
-              "96 px, bilinear": (96, Image.Resampling.BILINEAR), "128 px, bicubic": (128, Image.Resampling.BICUBIC)}
+RENDERINGS = {
+    "32 px, nearest": (32, Image.Resampling.NEAREST),
+    "96 px, nearest": (96, Image.Resampling.NEAREST),
+    "96 px, bilinear": (96, Image.Resampling.BILINEAR),
+    "128 px, bicubic": (128, Image.Resampling.BICUBIC),
+}
 
 
 def render(scans: np.ndarray, size: int, resample) -> np.ndarray:
@@ -44,8 +48,9 @@ def render(scans: np.ndarray, size: int, resample) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", type=Path, nargs="+",
-                        default=[ROOT / "models/export/final.tflite", ROOT / "models/export/ensemble.tflite"])
+    parser.add_argument(
+        "--models", type=Path, nargs="+", default=[ROOT / "models/export/final.tflite", ROOT / "models/export/ensemble.tflite"]
+    )
     args = parse_args(parser, "scans_results.json")
     digits = load_digits()
     scans, target = (digits.images[:100], digits.target[:100]) if args.tiny else (digits.images, digits.target)

@@ -72,8 +72,19 @@ def start(model: Path, workers: int, body: bytes) -> tuple[subprocess.Popen, int
     """The server, its port, and seconds from starting its process to its first answer."""
     port = free_port()
     began = time.perf_counter()
-    process = subprocess.Popen([str(Path(sys.executable).parent / "mnist-pipeline"), "serve", "--model", str(model),
-                                "--port", str(port), "--workers", str(workers)], stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "mnist-pipeline"),
+            "serve",
+            "--model",
+            str(model),
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     while True:
         try:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -107,8 +118,12 @@ def load(port: int, body: bytes, clients: int, seconds: float) -> dict:
         thread.join()
     elapsed = time.perf_counter() - began
     every = np.concatenate([np.array(mine) for mine in latencies])
-    return {"requests": len(every), "requests_per_s": len(every) / elapsed,
-            "p50_ms": float(np.percentile(every, 50) * 1000), "p99_ms": float(np.percentile(every, 99) * 1000)}
+    return {
+        "requests": len(every),
+        "requests_per_s": len(every) / elapsed,
+        "p50_ms": float(np.percentile(every, 50) * 1000),
+        "p99_ms": float(np.percentile(every, 99) * 1000),
+    }
 
 
 def load_wrk(port: int, body: bytes, clients: int, seconds: float) -> dict:
@@ -116,10 +131,25 @@ def load_wrk(port: int, body: bytes, clients: int, seconds: float) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         (Path(scratch) / "body").write_bytes(body)
         script = Path(scratch) / "post.lua"
-        script.write_text(f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/octet-stream"\n'
-                          f'local f = io.open("{Path(scratch) / "body"}", "rb")\nwrk.body = f:read("*a")\nf:close()\n')
-        out = subprocess.run(["wrk", f"-t{min(clients, 2)}", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script),
-                              f"http://127.0.0.1:{port}/predict"], capture_output=True, text=True, check=True).stdout
+        script.write_text(
+            f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/octet-stream"\n'
+            f'local f = io.open("{Path(scratch) / "body"}", "rb")\nwrk.body = f:read("*a")\nf:close()\n'
+        )
+        out = subprocess.run(
+            [
+                "wrk",
+                f"-t{min(clients, 2)}",
+                f"-c{clients}",
+                f"-d{max(1, round(seconds))}s",
+                "--latency",
+                "-s",
+                str(script),
+                f"http://127.0.0.1:{port}/predict",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     if "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(f"wrk saw errors:\n{out}")
 
@@ -127,9 +157,12 @@ def load_wrk(port: int, body: bytes, clients: int, seconds: float) -> dict:
         value, unit = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
         return float(value) * {"us": 1e-3, "ms": 1, "s": 1e3}[unit]
 
-    return {"requests": int(re.search(r"(\d+) requests in", out)[1]),
-            "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]),
-            "p50_ms": latency_ms("50"), "p99_ms": latency_ms("99")}
+    return {
+        "requests": int(re.search(r"(\d+) requests in", out)[1]),
+        "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]),
+        "p50_ms": latency_ms("50"),
+        "p99_ms": latency_ms("99"),
+    }
 
 
 def main() -> None:
@@ -152,19 +185,25 @@ def main() -> None:
             for name, body in bodies.items():
                 measure(port, body, 16, min(1, args.seconds))  # warm-up
                 for clients in (1, 16):
-                    row = {"workers": workers, "image": name, "bytes": len(body), "clients": clients,
-                           **measure(port, body, clients, args.seconds)}
+                    row = {
+                        "workers": workers,
+                        "image": name,
+                        "bytes": len(body),
+                        "clients": clients,
+                        **measure(port, body, clients, args.seconds),
+                    }
                     rows.append(row)
                     print(f"  {row}", file=sys.stderr)
         finally:
             process.terminate()
             process.wait()
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    results = {"machine": machine, "model": str(args.model), "load_generator": generator, "start_to_first_answer_s": starts,
-               "rows": rows}
+    results = {"machine": machine, "model": str(args.model), "load_generator": generator, "start_to_first_answer_s": starts, "rows": rows}
     args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"Machine: {machine}; load from {generator}; start to first answer: "
-          + ", ".join(f"{s:.2f} s ({w} worker{'s' if w > 1 else ''})" for w, s in starts.items()))
+    print(
+        f"Machine: {machine}; load from {generator}; start to first answer: "
+        + ", ".join(f"{s:.2f} s ({w} worker{'s' if w > 1 else ''})" for w, s in starts.items())
+    )
     print("\n| workers | image | clients | requests/s | p50 (ms) | p99 (ms) |\n|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['workers']} | {r['image']} | {r['clients']} | {r['requests_per_s']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} |")

@@ -1,7 +1,7 @@
 """MNIST's own stroke widths, as imaging.to_mnist measures them: the source of imaging.MNIST_STROKE.
 
-    python bench/stroke_widths.py [N]     # N training digits (default 5000); needs `dvc repro` for data/prepared
-    python bench/stroke_widths.py --tiny --out F.json     # 200 digits: checks this script
+python bench/stroke_widths.py [N]     # N training digits (default 5000); needs `dvc repro` for data/prepared
+python bench/stroke_widths.py --tiny --out F.json     # 200 digits: checks this script
 """
 
 import argparse
@@ -24,7 +24,9 @@ if __name__ == "__main__":
     widths = np.array([imaging.box_stroke_width(np.asarray(d)) for d in digits])
     low, median, high = np.percentile(widths, [1, 50, 99])
     outside = np.mean((widths < imaging.MNIST_STROKE[0]) | (widths > imaging.MNIST_STROKE[2]))
-    print(f"{n} MNIST training digits: stroke width 1st percentile {low:.2f}, median {median:.2f}, 99th {high:.2f} px; "
-          f"{outside:.2%} outside imaging.MNIST_STROKE = {imaging.MNIST_STROKE}")
+    print(
+        f"{n} MNIST training digits: stroke width 1st percentile {low:.2f}, median {median:.2f}, 99th {high:.2f} px; "
+        f"{outside:.2%} outside imaging.MNIST_STROKE = {imaging.MNIST_STROKE}"
+    )
     if args.out:
         args.out.write_text(json.dumps({"n": n, "percentiles": {"1": low, "50": median, "99": high}, "outside": outside}, indent=2) + "\n")

@@ -63,19 +63,42 @@ def speed(setup: str, n_images: int) -> float:
         keras.utils.set_random_seed(0)
         model = models.build(p.model)
         model.compile(training.make_optimizer("adam", p.cv.learning_rate), "sparse_categorical_crossentropy", metrics=["accuracy"])
-        distort = keras.Sequential([keras.layers.RandomRotation(augment.rotation / 360),
-                                    keras.layers.RandomTranslation(augment.shift, augment.shift), keras.layers.RandomZoom(augment.zoom)])
+        distort = keras.Sequential(
+            [
+                keras.layers.RandomRotation(augment.rotation / 360),
+                keras.layers.RandomTranslation(augment.shift, augment.shift),
+                keras.layers.RandomZoom(augment.zoom),
+            ]
+        )
         x, y = data.images[:n_images].astype("float32"), data.labels[:n_images]
-        batches = (tf.data.Dataset.from_tensor_slices((x, y)).shuffle(n_images).batch(p.cv.batch_size)
-                   .map(lambda a, b: (distort(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
+        batches = (
+            tf.data.Dataset.from_tensor_slices((x, y))
+            .shuffle(n_images)
+            .batch(p.cv.batch_size)
+            .map(lambda a, b: (distort(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE)
+        )
 
         def run(steps: int | None = None) -> None:
             model.fit(batches, epochs=1, steps_per_epoch=steps, verbose=0)
     else:
         shared = training.to_tensors(data.images, data.labels)
-        jobs = {k: training.prepare(p.model, shared, np.arange(n_images), batch_size=p.cv.batch_size, optimizer="adam",
-                                    learning_rate=p.cv.learning_rate, schedule=p.cv.schedule, epochs=p.cv.epochs, augment=augment,
-                                    label_smoothing=p.cv.label_smoothing, seed=k) for k in range(n_models)}
+        jobs = {
+            k: training.prepare(
+                p.model,
+                shared,
+                np.arange(n_images),
+                batch_size=p.cv.batch_size,
+                optimizer="adam",
+                learning_rate=p.cv.learning_rate,
+                schedule=p.cv.schedule,
+                epochs=p.cv.epochs,
+                augment=augment,
+                label_smoothing=p.cv.label_smoothing,
+                seed=k,
+            )
+            for k in range(n_models)
+        }
 
         def run(steps: int | None = None) -> None:
             if steps:
@@ -117,19 +140,29 @@ def main() -> None:
     mean = {setup: float(np.mean(values)) for setup, values in runs.items()}
     flops = training_flops_per_image(models.build(strong_params().model))
     roof = matmul_flops_per_second(256 if args.tiny else 2048)
-    results = {"machine": _cpu_name(), "images_per_model": args.images, "runs": runs, "images_per_s": mean,
-               "training_flops_per_image": flops, "matmul_flops_per_s": roof}
+    results = {
+        "machine": _cpu_name(),
+        "images_per_model": args.images,
+        "runs": runs,
+        "images_per_s": mean,
+        "training_flops_per_image": flops,
+        "matmul_flops_per_s": roof,
+    }
     args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"Machine: {results['machine']}; roof {roof / 1e9:,.0f} GFLOP/s / {flops / 1e6:.1f} MFLOP per training image "
-          f"= {roof / flops:,.0f} images/s\n")
+    print(
+        f"Machine: {results['machine']}; roof {roof / 1e9:,.0f} GFLOP/s / {flops / 1e6:.1f} MFLOP per training image "
+        f"= {roof / flops:,.0f} images/s\n"
+    )
     print("| strong recipe, batch 128 | images/s | fraction of roof |\n|---|---|---|")
     for setup, rate in mean.items():
         print(f"| {setup} | {rate:,.0f} | {rate * flops / roof:.0%} |")
     for n in ("one model", "crossvalidate (5 folds at once)"):
         ratio = mean[f"pipeline, {n}, augmented"] / mean[f"pipeline, {n}, not augmented"]
         print(f"\nAugmented / not augmented, {n}: {ratio:.0%}", end="")
-    print(f"\nPipeline (one model, augmented) / plain fit with Keras layers: "
-          f"{mean['pipeline, one model, augmented'] / mean['plain fit, Keras augmentation layers, one model']:.2f}x")
+    print(
+        f"\nPipeline (one model, augmented) / plain fit with Keras layers: "
+        f"{mean['pipeline, one model, augmented'] / mean['plain fit, Keras augmentation layers, one model']:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,13 @@ def load(root: Path = ROOT) -> dict:
         path = root / name
         return json.loads(path.read_text()) if path.exists() else {}
 
-    return {"eval": read("metrics/eval.json"), "cv": read("metrics/cv.json"), "report": read("reports/eval.json"),
-            "runs": read("bench/full_run_results.json"), "predict": read("bench/predict_models_results.json")}
+    return {
+        "eval": read("metrics/eval.json"),
+        "cv": read("metrics/cv.json"),
+        "report": read("reports/eval.json"),
+        "runs": read("bench/full_run_results.json"),
+        "predict": read("bench/predict_models_results.json"),
+    }
 
 
 def column(metrics: dict, test_accuracy: dict) -> dict[str, str]:
@@ -65,9 +70,9 @@ ROWS = {
     "served": "served model (`models/export/model.tflite`, `export.serve`), test set",
     "members": "final model / each fold model, test set",
     "cv": "cross-validation, 5 folds",
-    "photos": "1,000 photo-like digits, served model: right / called \"not a digit\"",
-    "mnist_flag": "MNIST test digits called \"not a digit\"",
-    "non_digits": "the project's own 2,000 non-digits called \"not a digit\"",
+    "photos": '1,000 photo-like digits, served model: right / called "not a digit"',
+    "mnist_flag": 'MNIST test digits called "not a digit"',
+    "non_digits": 'the project\'s own 2,000 non-digits called "not a digit"',
     "ece": "calibration error of the served confidence (ECE, 15 bins; without the temperature)",
     "predict": "`mnist-pipeline predict`, whole process, served model: 1,000 PNGs / one image ([bench](docs/performance.md#predict))",
 }
@@ -87,23 +92,30 @@ def render(files: dict) -> str:
         run = runs.get(name)
         if not run:
             return f"{what}: not measured"
-        return f"{what}, `{run['command']}`, {minutes(run['wall_s'])}, peak memory {run['peak_rss_gib']:.1f} GiB (commit {run['commit'][:7]}, {run['machine']})"
+        peak = f"peak memory {run['peak_rss_gib']:.1f} GiB"
+        return f"{what}, `{run['command']}`, {minutes(run['wall_s'])}, {peak} (commit {run['commit'][:7]}, {run['machine']})"
 
     installs = {name: runs[f"install-{name}"] for name in ("uv", "pip") if f"install-{name}" in runs}
     if len(installs) == 2:
-        intro_install = (f" README command 1's install from a fresh clone, empty package caches: {installs['uv']['install_s']:.0f} s "
-                         f"(`uv sync --locked`) against {installs['pip']['install_s']:.0f} s for the `pip install -e .` it replaced, "
-                         f"one after the other on {installs['uv']['machine']}.")
+        intro_install = (
+            f" README command 1's install from a fresh clone, empty package caches: {installs['uv']['install_s']:.0f} s "
+            f"(`uv sync --locked`) against {installs['pip']['install_s']:.0f} s for the `pip install -e .` it replaced, "
+            f"one after the other on {installs['uv']['machine']}."
+        )
     else:
         intro_install = ""
     flagged = report["flagged_non_digits"]
     kinds = ", ".join(f"{NON_DIGIT_NAMES.get(kind, kind)} ({pct(share, 0)})" for kind, share in flagged.items())
-    intro = ("Each run in a fresh clone, CPU only, one after the other (`python bench/full_run.py [--recipe strong]`): "
-             f"{timing('tutorial', 'the default `params.yaml` (the tutorial protocol)')}; {timing('strong', 'the strong preset')}. "
-             "The default's figures are the committed `metrics/*.json` and `reports/eval.json`, the strong preset's "
-             "`bench/full_run_results.json`." + intro_install)
-    outro = (f"The project's non-digits are made by `synthesize` with other seeds than the detector learnt from; "
-             f"of each kind, the share called \"not a digit\": {kinds}.")
+    intro = (
+        "Each run in a fresh clone, CPU only, one after the other (`python bench/full_run.py [--recipe strong]`): "
+        f"{timing('tutorial', 'the default `params.yaml` (the tutorial protocol)')}; {timing('strong', 'the strong preset')}. "
+        "The default's figures are the committed `metrics/*.json` and `reports/eval.json`, the strong preset's "
+        "`bench/full_run_results.json`." + intro_install
+    )
+    outro = (
+        f"The project's non-digits are made by `synthesize` with other seeds than the detector learnt from; "
+        f'of each kind, the share called "not a digit": {kinds}.'
+    )
     return "\n".join([START, "", intro, "", *lines, "", outro, "", END])
 
 
@@ -127,8 +139,7 @@ def main() -> None:
         README.write_text(text.replace(current, rendered))
     elif args.check:
         if current != rendered:
-            print("error: README.md's results differ from the committed files: run `python docs/results_table.py --write`",
-                  file=sys.stderr)
+            print("error: README.md's results differ from the committed files: run `python docs/results_table.py --write`", file=sys.stderr)
             sys.exit(1)
     else:
         print(rendered)

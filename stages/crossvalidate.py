@@ -18,12 +18,11 @@ from mnist_pipeline import stage
 
 p = stage.load_params()  # first: a typo in params.yaml answers before TensorFlow and MLflow load
 
+import keras  # noqa: E402, I001  (after training, which imports it with TensorFlow's banner silenced)
 import numpy as np  # noqa: E402
 from sklearn.model_selection import KFold  # noqa: E402
 
 from mnist_pipeline import evaluation, mnist, tracking, training  # noqa: E402
-
-import keras  # noqa: E402, I001  (after training, which imports it with TensorFlow's banner silenced)
 
 PREPARED = Path("data/prepared")
 CACHE = Path(".cache/crossvalidate")
@@ -76,8 +75,13 @@ def main() -> None:
 
         def train_fold(fold: int, job: training.Job) -> dict:
             saved = cache / f"fold-{fold}"
-            with tracking.run("crossvalidate", run_params | {"fold": fold}, name=f"fold-{fold}", parent_run_id=parent_id,
-                              resume_from=saved / "mlflow_run_id") as run_id:
+            with tracking.run(
+                "crossvalidate",
+                run_params | {"fold": fold},
+                name=f"fold-{fold}",
+                parent_run_id=parent_id,
+                resume_from=saved / "mlflow_run_id",
+            ) as run_id:
                 history = training.train(job, p.cv.epochs, tracking.log_epoch, label=f"fold {fold}/{p.cv.folds}", checkpoint=saved)
                 # The last epoch's validation is the final model scored on the held-out fold.
                 scores = {"loss": history["val_loss"][-1], "accuracy": history["val_accuracy"][-1]}

@@ -34,23 +34,33 @@ def main() -> None:
     run_params = tracking.flat_params(detector=p.detector)
     cache = CACHE / stage.cache_key(run_params, [train["images"], is_digit], [__file__, *stage.library_sources()])
     with tracking.run("detector", run_params, resume_from=cache / "mlflow_run_id") as run_id:
-        print(f"digit or not: training on {is_digit.sum()} digits and {(1 - is_digit).sum()} non-digits "
-              f"for {p.detector.epochs} epochs", flush=True)
-        job = training.prepare(models.detector, training.to_tensors(train["images"], is_digit), np.arange(len(is_digit)),
-                               batch_size=p.detector.batch_size, optimizer="adam", learning_rate=p.detector.learning_rate,
-                               epochs=p.detector.epochs, seed=p.detector.seed)
+        print(
+            f"digit or not: training on {is_digit.sum()} digits and {(1 - is_digit).sum()} non-digits for {p.detector.epochs} epochs",
+            flush=True,
+        )
+        job = training.prepare(
+            models.detector,
+            training.to_tensors(train["images"], is_digit),
+            np.arange(len(is_digit)),
+            batch_size=p.detector.batch_size,
+            optimizer="adam",
+            learning_rate=p.detector.learning_rate,
+            epochs=p.detector.epochs,
+            seed=p.detector.seed,
+        )
         training.train(job, p.detector.epochs, tracking.log_epoch, checkpoint=cache)
         logits = evaluation.log_odds(job.model.predict(val["images"], batch_size=1000, verbose=0))
-        threshold, report = evaluation.digit_threshold(logits, val["labels"] >= 0, val["kind"], synthetic.KINDS,
-                                                       p.detector.false_flag_rate)
+        threshold, report = evaluation.digit_threshold(logits, val["labels"] >= 0, val["kind"], synthetic.KINDS, p.detector.false_flag_rate)
         tracking.log_metrics({f"val_flagged.{kind}": share for kind, share in report["flagged"].items()})
         with stage.atomic_path(OUT, directory=True) as tmp:
             job.model.save(tmp / "model.keras")
             stage.write_json(tmp / "threshold.json", {"log_odds": threshold, "false_flag_rate": p.detector.false_flag_rate})
         stage.write_json("reports/detector.json", report | {"threshold_log_odds": threshold, "mlflow": {"run_id": run_id}})
     shutil.rmtree(cache, ignore_errors=True)
-    print(f"threshold: log-odds {threshold:.3f}; on the held-out validation set flagged as not a digit: "
-          + ", ".join(f"{kind} {share:.2%}" for kind, share in report["flagged"].items()))
+    print(
+        f"threshold: log-odds {threshold:.3f}; on the held-out validation set flagged as not a digit: "
+        + ", ".join(f"{kind} {share:.2%}" for kind, share in report["flagged"].items())
+    )
 
 
 if __name__ == "__main__":

@@ -44,13 +44,16 @@ def main() -> None:
         details = evaluation.classification_metrics(test.labels, probabilities)
         _, non_digit_scores = model.read(non_digits["images"])
         flagged = non_digit_scores < 0.5
-        details["flagged_non_digits"] = {synthetic.KINDS[k]: float(flagged[non_digits["kind"] == k].mean())
-                                         for k in sorted(set(non_digits["kind"].tolist()))}
+        details["flagged_non_digits"] = {
+            synthetic.KINDS[k]: float(flagged[non_digits["kind"] == k].mean()) for k in sorted(set(non_digits["kind"].tolist()))
+        }
         if p.evaluate.photos:
             details |= evaluation.photo_accuracy(model, test.images, test.labels, p.evaluate.photos, p.evaluate.photos_seed)
         each = {name: LiteRTModel(EXPORT / f"{name}.tflite").predict(test.images) for name in ("final", "ensemble")}
-        trained = {path.stem.replace("-", "_"): export.load_keras(path)
-                   for path in [*sorted(FOLD_MODELS.glob("fold-*.keras"), key=lambda f: int(f.stem[5:])), MODEL]}
+        trained = {
+            path.stem.replace("-", "_"): export.load_keras(path)
+            for path in [*sorted(FOLD_MODELS.glob("fold-*.keras"), key=lambda f: int(f.stem[5:])), MODEL]
+        }
         images = test.images.astype("float32")
         bare = {name: model.predict(images, batch_size=250, verbose=0) for name, model in trained.items()}
         # each served model's calibration error, and the same model's without its temperature (members as export built them)
@@ -58,8 +61,11 @@ def main() -> None:
         for name, members in {"final": [trained["model"]], "ensemble": list(trained.values())}.items():
             # without its temperature; a model that export served with none (T = 1: it calibrated no better) is its own
             untempered = exported["calibration"]["temperature"][name] == 1.0
-            without = each[name] if untempered else evaluation.pooled(
-                models.member_logits(members, exported["tta"]).predict(images, batch_size=250, verbose=0))
+            without = (
+                each[name]
+                if untempered
+                else evaluation.pooled(models.member_logits(members, exported["tta"]).predict(images, batch_size=250, verbose=0))
+            )
             (ece, after), (ece_raw, before) = (evaluation.calibration(probs, test.labels) for probs in (each[name], without))
             details["calibration"][name] = {"ece": ece, "ece_raw": ece_raw, "temperature": exported["calibration"]["temperature"][name]}
             reliability[name] = after, before
@@ -78,9 +84,12 @@ def main() -> None:
             "ece_raw": details["calibration"][exported["serve"]]["ece_raw"],
         }
         if p.evaluate.photos:
-            headline |= {"photo_acc": details["accuracy_photos"], "photo_flag": details["flagged_photos"],
-                         "photo_read": details["read_right_photos"]}
-        stage.write_csv("plots/confusion.csv", ["actual", "predicted"], zip(test.labels.tolist(), predicted.tolist()))
+            headline |= {
+                "photo_acc": details["accuracy_photos"],
+                "photo_flag": details["flagged_photos"],
+                "photo_read": details["read_right_photos"],
+            }
+        stage.write_csv("plots/confusion.csv", ["actual", "predicted"], zip(test.labels.tolist(), predicted.tolist(), strict=False))
         for path, rows in (("plots/reliability.csv", after), ("plots/reliability_raw.csv", before)):  # two lines in one dvc plot
             stage.write_csv(path, ["confidence", "accuracy", "images"], [r[1:] for r in rows])
         stage.save_figure("plots/misclassified.png", evaluation.misclassified_grid(test.images, test.labels, predicted))
@@ -94,24 +103,45 @@ def main() -> None:
         passed = headline["test_acc"] >= p.evaluate.gate
         version, alias, why = None, None, f"below the gate evaluate.gate={p.evaluate.gate}: not registered"
         if passed:
-            version, alias, why = tracking.register(model_id, headline, test.labels, predicted, test_set_digest(),
-                                                    {"dvc.exp_name": os.environ.get("DVC_EXP_NAME", ""), "served": exported["serve"]})
+            version, alias, why = tracking.register(
+                model_id,
+                headline,
+                test.labels,
+                predicted,
+                test_set_digest(),
+                {"dvc.exp_name": os.environ.get("DVC_EXP_NAME", ""), "served": exported["serve"]},
+            )
         stage.write_json("metrics/eval.json", headline)
-        stage.write_json("reports/eval.json", details | {"served": exported["serve"], "gate_passed": passed,
-                                                         "n_non_digits": len(flagged),
-                                                         "mlflow": {"run_id": run_id, "model_version": version, "alias": alias,
-                                                                   "decision": why}})
-    print(f"test accuracy of the served {exported['serve']} model {headline['test_acc']:.4%} on {details['n_images']} images; "
-          f"flagged as not a digit: {headline['flag_mnist']:.2%} of them")
+        stage.write_json(
+            "reports/eval.json",
+            details
+            | {
+                "served": exported["serve"],
+                "gate_passed": passed,
+                "n_non_digits": len(flagged),
+                "mlflow": {"run_id": run_id, "model_version": version, "alias": alias, "decision": why},
+            },
+        )
+    print(
+        f"test accuracy of the served {exported['serve']} model {headline['test_acc']:.4%} on {details['n_images']} images; "
+        f"flagged as not a digit: {headline['flag_mnist']:.2%} of them"
+    )
     print("  each model: " + ", ".join(f"{name} {value:.4%}" for name, value in details["test_accuracy"].items()))
-    print(f"the project's own {len(flagged)} non-digits flagged: {headline['flag_nondigit']:.2%} ("
-          + ", ".join(f"{kind} {v:.1%}" for kind, v in details["flagged_non_digits"].items()) + ")")
-    print("calibration error (ECE, 15 bins) with the temperature and without: " + ", ".join(
-        f"{name} {c['ece']:.3%} and {c['ece_raw']:.3%}" for name, c in details["calibration"].items()))
+    print(
+        f"the project's own {len(flagged)} non-digits flagged: {headline['flag_nondigit']:.2%} ("
+        + ", ".join(f"{kind} {v:.1%}" for kind, v in details["flagged_non_digits"].items())
+        + ")"
+    )
+    print(
+        "calibration error (ECE, 15 bins) with the temperature and without: "
+        + ", ".join(f"{name} {c['ece']:.3%} and {c['ece_raw']:.3%}" for name, c in details["calibration"].items())
+    )
     if p.evaluate.photos:
-        print(f"photo-like images: {details['accuracy_photos']:.2%} right, {details['flagged_photos']:.2%} flagged, "
-              f"{details['read_right_photos']:.2%} read right (the tutorial's naive preprocessing: "
-              f"{details['accuracy_photos_naive']:.2%}) of {details['n_photos']}")
+        print(
+            f"photo-like images: {details['accuracy_photos']:.2%} right, {details['flagged_photos']:.2%} flagged, "
+            f"{details['read_right_photos']:.2%} read right (the tutorial's naive preprocessing: "
+            f"{details['accuracy_photos_naive']:.2%}) of {details['n_photos']}"
+        )
     print(f"registered as {tracking.REGISTERED_MODEL} version {version}, alias '{alias}': {why}" if passed else why)
 
 

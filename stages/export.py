@@ -72,23 +72,40 @@ def main() -> None:
             (tmp / "bare_final.tflite").unlink()  # checked; the served final.tflite is the one to use
             for name, r in results.items():
                 verdict = f", same verdict on {r['same_verdict']:.2%}" if "same_verdict" in r else ""
-                print(f"{name}: same class as the Keras model on {r['same_class']:.2%} of {len(images)} test images{verdict}, "
-                      f"largest probability difference {r['max_probability_diff']:.2e}")
+                print(
+                    f"{name}: same class as the Keras model on {r['same_class']:.2%} of {len(images)} test images{verdict}, "
+                    f"largest probability difference {r['max_probability_diff']:.2e}"
+                )
             # Not the SavedModel nor the .keras zip: the one embeds generated function names, the
             # other a timestamp, so their sizes change between identical runs, and metrics must not.
             sizes = {item.name: item.stat().st_size for item in tmp.iterdir() if item.suffix in (".tflite", ".json", ".h5")}
             tracking.log_metrics({f"{name}.{k}": v for name, r in results.items() for k, v in r.items()})
-        stage.write_json("reports/export.json", {
-            "parity": results, "bytes": sizes, "n_images": len(images), "ensemble_members": len(folds) + 1,
-            "serve": p.export.serve, "tta": p.export.tta, "weights": p.export.weights, "threshold_log_odds": threshold,
-            "temperature": temperature[p.export.serve], "calibration": {"n_images": len(calibration_labels), "temperature": temperature,
-                                                                         "fit": fit},
-            "mlflow": {"run_id": run_id, "served_model_id": served_id},
-        })
-    print("; ".join(f"{name}: temperature {t:.3f} (fitted {fit[name]['fitted']:.3f}, calibration error on the half it was not fitted "
-                    f"on {fit[name]['ece_crossed']:.3%}, without {fit[name]['ece_without']:.3%})" for name, t in temperature.items())
-          + f"; {len(calibration_labels)} distorted training digits")
+        stage.write_json(
+            "reports/export.json",
+            {
+                "parity": results,
+                "bytes": sizes,
+                "n_images": len(images),
+                "ensemble_members": len(folds) + 1,
+                "serve": p.export.serve,
+                "tta": p.export.tta,
+                "weights": p.export.weights,
+                "threshold_log_odds": threshold,
+                "temperature": temperature[p.export.serve],
+                "calibration": {"n_images": len(calibration_labels), "temperature": temperature, "fit": fit},
+                "mlflow": {"run_id": run_id, "served_model_id": served_id},
+            },
+        )
+    print(
+        "; ".join(
+            f"{name}: temperature {t:.3f} (fitted {fit[name]['fitted']:.3f}, calibration error on the half it was not fitted "
+            f"on {fit[name]['ece_crossed']:.3%}, without {fit[name]['ece_without']:.3%})"
+            for name, t in temperature.items()
+        )
+        + f"; {len(calibration_labels)} distorted training digits"
+    )
     print(f"serving the {p.export.serve} model as {EXPORT / 'model.tflite'}")
+
 
 if __name__ == "__main__":
     stage.run(main)

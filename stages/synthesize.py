@@ -24,8 +24,11 @@ EXAMPLES = Path("plots/synthetic_examples.png")
 
 def counts(scale: float) -> dict[str, int]:
     s = p.synthetic
-    return ({"photo": round(s.photos * scale)} | synthetic.shares(round(s.digits * scale), synthetic.DIGIT_KINDS)
-            | synthetic.shares(round(s.non_digits * scale), synthetic.NON_DIGIT_KINDS))
+    return (
+        {"photo": round(s.photos * scale)}
+        | synthetic.shares(round(s.digits * scale), synthetic.DIGIT_KINDS)
+        | synthetic.shares(round(s.non_digits * scale), synthetic.NON_DIGIT_KINDS)
+    )
 
 
 def main() -> None:
@@ -38,9 +41,11 @@ def main() -> None:
     for number, (name, (index, scale)) in enumerate(splits.items()):
         made[name] = synthetic.make_set(images[index], labels[index], counts(scale), seed=(p.synthetic.seed, number))
         own = index[: round(p.synthetic.mnist * scale)]
-        made[name] = {"images": np.concatenate([images[own], made[name]["images"]]),
-                      "labels": np.concatenate([labels[own].astype(np.int8), made[name]["labels"]]),
-                      "kind": np.concatenate([np.zeros(len(own), np.uint8), made[name]["kind"]])}
+        made[name] = {
+            "images": np.concatenate([images[own], made[name]["images"]]),
+            "labels": np.concatenate([labels[own].astype(np.int8), made[name]["labels"]]),
+            "kind": np.concatenate([np.zeros(len(own), np.uint8), made[name]["kind"]]),
+        }
     from mnist_pipeline import tracking  # MLflow, after the pool's fork
 
     tracking.connect()
@@ -48,10 +53,13 @@ def main() -> None:
         for name, arrays in made.items():
             for key, array in arrays.items():
                 stage.save_npy(OUT / f"{name}_{key}.npy", array[..., np.newaxis] if key == "images" else array)
-            kinds = dict(zip(synthetic.KINDS, np.bincount(arrays["kind"], minlength=len(synthetic.KINDS)).tolist()))
+            kinds = dict(zip(synthetic.KINDS, np.bincount(arrays["kind"], minlength=len(synthetic.KINDS)).tolist(), strict=False))
             tracking.log_metrics({f"{name}.{kind}": n for kind, n in kinds.items()})
-            print(f"{name}: {(arrays['labels'] >= 0).sum()} digits, {(arrays['labels'] < 0).sum()} non-digits ("
-                  + ", ".join(f"{k} {n}" for k, n in kinds.items() if n) + ")")
+            print(
+                f"{name}: {(arrays['labels'] >= 0).sum()} digits, {(arrays['labels'] < 0).sum()} non-digits ("
+                + ", ".join(f"{k} {n}" for k, n in kinds.items() if n)
+                + ")"
+            )
         save_examples(made["train"])
         tracking.log_artifact(EXAMPLES)
 

@@ -60,7 +60,9 @@ def save(model, history: dict, data: mnist.Dataset, run_id: str) -> None:
         model.save(tmp)
     model_id = tracking.log_keras_model(training.off_strategy(model), data.images[:8].astype("float32"))
     epochs = range(1, p.train.epochs + 1)
-    stage.write_csv("plots/train_history.csv", ["epoch", "loss", "accuracy"], zip(epochs, history["loss"], history["accuracy"]))
+    stage.write_csv(
+        "plots/train_history.csv", ["epoch", "loss", "accuracy"], zip(epochs, history["loss"], history["accuracy"], strict=False)
+    )
     stage.write_json(
         "reports/train.json",
         {

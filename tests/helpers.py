@@ -14,8 +14,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import yaml
 
@@ -133,8 +133,21 @@ def postgres() -> Iterator[str]:
     quiet = {"stdout": subprocess.DEVNULL, "check": True}
     try:
         subprocess.run([*as_user, _postgres_bin("initdb"), "-D", data, "-U", "mlflow", "--auth=trust", "-E", "UTF8"], **quiet)
-        subprocess.run([*as_user, _postgres_bin("pg_ctl"), "-D", data, "-l", directory / "server.log", "-w", "start", "-o",
-                        f"-c listen_addresses=127.0.0.1 -p {port} -k {directory} -c fsync=off"], **quiet)
+        subprocess.run(
+            [
+                *as_user,
+                _postgres_bin("pg_ctl"),
+                "-D",
+                data,
+                "-l",
+                directory / "server.log",
+                "-w",
+                "start",
+                "-o",
+                f"-c listen_addresses=127.0.0.1 -p {port} -k {directory} -c fsync=off",
+            ],
+            **quiet,
+        )
         try:
             subprocess.run([_postgres_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "mlflow", "mlflow"], **quiet)
             yield f"postgresql://mlflow@127.0.0.1:{port}/mlflow"
@@ -151,9 +164,23 @@ def mlflow_server(backend_store_uri: str, artifacts: Path) -> Iterator[str]:
     port = free_port()
     artifacts.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", backend_store_uri, "--artifacts-destination", str(artifacts)],
-        cwd=artifacts, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            backend_store_uri,
+            "--artifacts-destination",
+            str(artifacts),
+        ],
+        cwd=artifacts,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:

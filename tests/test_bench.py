@@ -55,7 +55,8 @@ def test_serve(tiny_model, tmp_path):
     results = tiny("serve.py", tmp_path / "serve.json", "--model", str(tiny_model))
     assert 0 < results["start_to_first_answer_s"]["1"] < 60
     assert {(r["workers"], r["image"], r["clients"]) for r in results["rows"]} == {
-        (1, image, clients) for image in ("28x28 PNG", "1-megapixel JPEG") for clients in (1, 16)}
+        (1, image, clients) for image in ("28x28 PNG", "1-megapixel JPEG") for clients in (1, 16)
+    }
     for r in results["rows"]:
         assert r["requests"] >= 1 and r["requests_per_s"] > 0 and 0 < r["p50_ms"] <= r["p99_ms"]
 

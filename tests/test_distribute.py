@@ -58,8 +58,14 @@ def test_multi_worker_with_two_processes(tmp_path, pipeline_copy, pipeline):
         return json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
 
     script = " && ".join(f"python stages/{stage}.py" for stage in STAGES)
-    other = subprocess.Popen(["sh", "-c", script], cwd=worker, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             env=env_for(worker, PYTHONPATH="src", TF_CONFIG=tf_config(1)))
+    other = subprocess.Popen(
+        ["sh", "-c", script],
+        cwd=worker,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env_for(worker, PYTHONPATH="src", TF_CONFIG=tf_config(1)),
+    )
     try:
         # one stage after the other, in the order the worker runs them: every step is collective
         run(chief, "dvc", "repro", "crossvalidate", timeout=600, TF_CONFIG=tf_config(0))
@@ -84,10 +90,13 @@ def test_multi_worker_with_two_processes(tmp_path, pipeline_copy, pipeline):
     assert by_stage["train"][0].data.params["distribute.strategy"] == "multi_worker"
 
 
-@pytest.mark.parametrize("distribute, error", [
-    ({"strategy": "mirrored", "devices": ["/gpu:7"]}, "error: distribute.devices: /gpu:7 not on this machine; it has cpu:0"),
-    ({"strategy": "multi_worker", "devices": []}, "error: distribute.strategy is multi_worker but TF_CONFIG is not set"),
-])
+@pytest.mark.parametrize(
+    "distribute, error",
+    [
+        ({"strategy": "mirrored", "devices": ["/gpu:7"]}, "error: distribute.devices: /gpu:7 not on this machine; it has cpu:0"),
+        ({"strategy": "multi_worker", "devices": []}, "error: distribute.strategy is multi_worker but TF_CONFIG is not set"),
+    ],
+)
 def test_a_strategy_this_machine_cannot_run_is_one_clear_error(tmp_path, distribute, error):
     repo = copy_repo(tmp_path / "repo")
     update_params(repo, {"distribute": distribute})

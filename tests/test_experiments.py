@@ -92,15 +92,48 @@ def test_workspace_temp_and_parallel_queued_experiments(tmp_path, mlflow_server,
     run(repo, "dvc", "exp", "run", "-n", "ws", "-S", "train.epochs=1")
     # the strong preset, at the tiny params' epochs (a -S after the recipe wins over it); a batch-normalised net
     # after a few dozen steps still has its initial moving statistics, so it may or may not pass the gate
-    run(repo, "dvc", "exp", "run", "--temp", "-n", "tmp", "-S", "recipe=strong", "-S", "cv.epochs=1", "-S", "train.epochs=2",
-        "-S", "train.batch_size=100")
+    run(
+        repo,
+        "dvc",
+        "exp",
+        "run",
+        "--temp",
+        "-n",
+        "tmp",
+        "-S",
+        "recipe=strong",
+        "-S",
+        "cv.epochs=1",
+        "-S",
+        "train.epochs=2",
+        "-S",
+        "train.batch_size=100",
+    )
     for name, batch in (("q64", 64), ("q128", 128)):
-        run(repo, "dvc", "exp", "run", "--queue", "-n", name, "-S", f"train.batch_size={batch}", *(["-S", "export.serve=final"] if batch == 64 else []))
+        run(
+            repo,
+            "dvc",
+            "exp",
+            "run",
+            "--queue",
+            "-n",
+            name,
+            "-S",
+            f"train.batch_size={batch}",
+            *(["-S", "export.serve=final"] if batch == 64 else []),
+        )
     try:
         # its output to a file, not to a pipe: the queue's workers inherit it, and one may outlive the queue
         with (tmp_path / "queue-start.log").open("w") as log:
-            subprocess.run(["dvc", "queue", "start", "-j", "2"], cwd=repo, env=env_for(repo, MLFLOW_TRACKING_URI=mlflow_server),
-                           stdout=log, stderr=subprocess.STDOUT, check=True, timeout=120)
+            subprocess.run(
+                ["dvc", "queue", "start", "-j", "2"],
+                cwd=repo,
+                env=env_for(repo, MLFLOW_TRACKING_URI=mlflow_server),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=True,
+                timeout=120,
+            )
         status = _wait_for_queue(repo)
     finally:
         run(repo, "dvc", "queue", "stop", "--kill", check=False)
@@ -112,8 +145,10 @@ def test_workspace_temp_and_parallel_queued_experiments(tmp_path, mlflow_server,
         for exp in baseline.get("experiments") or []:
             experiments[exp["name"]] = exp["revs"][0]["data"]
             # the details are committed with each experiment beside its headline metrics
-            reports[exp["name"]] = {name: json.loads(run(repo, "git", "show", f"{exp['revs'][0]['rev']}:reports/{name}.json").stdout)
-                                    for name in ("eval", "export")}
+            reports[exp["name"]] = {
+                name: json.loads(run(repo, "git", "show", f"{exp['revs'][0]['rev']}:reports/{name}.json").stdout)
+                for name in ("eval", "export")
+            }
     assert {"ws", "tmp", "q64", "q128"} <= set(experiments)
     for name, batch in (("ws", 200), ("tmp", 100), ("q64", 64), ("q128", 128)):
         data = experiments[name]

@@ -79,8 +79,7 @@ def stage(repo: Path, name: str, check: bool = False, wrap: str | None = None, *
     command = [sys.executable, f"stages/{name}.py"]
     if wrap:
         command = ["sh", "-c", wrap, "sh", *command]
-    result = subprocess.run(command, cwd=repo, env=env_for(repo, PYTHONPATH="src", **env), capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(command, cwd=repo, env=env_for(repo, PYTHONPATH="src", **env), capture_output=True, text=True, timeout=300)
     if check:
         assert result.returncode == 0, result.stderr
     return result
@@ -118,13 +117,29 @@ def test_predict_under_a_file_size_limit_says_so_in_one_line(tmp_path, tiny_mode
         resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
 
     with (tmp_path / "answers.json").open("w") as out:
-        result = subprocess.run([sys.executable, "-m", "mnist_pipeline.cli", "predict", "--json", "--model", str(tiny_model),
-                                 *map(str, sorted(tmp_path.glob("*.png")))], stdout=out, stderr=subprocess.PIPE, text=True,
-                                timeout=120, preexec_fn=file_size_limit)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mnist_pipeline.cli",
+                "predict",
+                "--json",
+                "--model",
+                str(tiny_model),
+                *map(str, sorted(tmp_path.glob("*.png"))),
+            ],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            preexec_fn=file_size_limit,
+        )
     assert result.returncode == 1
     [line] = lines(result.stderr)
-    assert line == ("mnist-pipeline: error: cannot write the answers to standard output: "
-                    "file too large for the file system or this process's file-size limit")
+    assert line == (
+        "mnist-pipeline: error: cannot write the answers to standard output: "
+        "file too large for the file system or this process's file-size limit"
+    )
 
 
 @pytest.mark.parametrize("options, reason", [("size=64k", "database or disk is full"), ("ro,size=64k", "unable to open database file")])

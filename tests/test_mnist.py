@@ -83,7 +83,15 @@ def test_download_from_a_directory_mirror_verifies_every_file(tmp_path, monkeypa
 
 def test_each_faulty_source_falls_through_to_the_next(tmp_path, server, closed_port, monkeypatch):
     monkeypatch.delenv("MNIST_MIRROR", raising=False)
-    faults = [closed_port, f"{server}/404", f"{server}/500", f"{server}/html", f"{server}/truncated", f"{server}/corrupt", f"{server}/stall"]
+    faults = [
+        closed_port,
+        f"{server}/404",
+        f"{server}/500",
+        f"{server}/html",
+        f"{server}/truncated",
+        f"{server}/corrupt",
+        f"{server}/stall",
+    ]
     started = time.monotonic()
     mnist.download(tmp_path, mirrors=faults + [f"{server}/ok"], timeout=1)
     assert time.monotonic() - started < 60
@@ -113,8 +121,10 @@ def test_download_stage_error_is_one_clear_message(tmp_path, closed_port):
     result = run(repo, "python", "stages/download.py", check=False, PYTHONPATH="src", MNIST_MIRROR="", MNIST_MIRRORS=closed_port)
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert errors == ["error: could not download train-images-idx3-ubyte.gz from any source "
-                      "(set $MNIST_MIRROR to a directory or URL holding the MNIST files):"]
+    assert errors == [
+        "error: could not download train-images-idx3-ubyte.gz from any source "
+        "(set $MNIST_MIRROR to a directory or URL holding the MNIST files):"
+    ]
     assert f"  {closed_port}: unreachable" in result.stderr and "Traceback" not in result.stderr
     assert not (repo / "data" / "raw").exists() or not any((repo / "data" / "raw").glob("*.gz"))
 

@@ -12,7 +12,7 @@ from mnist_pipeline.params import Model
 def shifted(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
     """The images moved dy pixels down and dx right, zeros coming in."""
     padded = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    return padded[:, 1 - dy:29 - dy, 1 - dx:29 - dx]
+    return padded[:, 1 - dy : 29 - dy, 1 - dx : 29 - dx]
 
 
 def test_tta_averages_each_member_over_the_image_and_its_four_one_pixel_shifts():
@@ -32,7 +32,8 @@ def test_tta_averages_each_member_over_the_image_and_its_four_one_pixel_shifts()
     expected = np.mean([calibrated(m, v) for m in members for v in views], axis=0)
     out = augmented.predict(images, verbose=0)
     np.testing.assert_allclose(out["probabilities"], expected, atol=1e-5)
-    np.testing.assert_allclose(plain.predict(images, verbose=0)["probabilities"],
-                               np.mean([calibrated(m, images) for m in members], axis=0), atol=1e-5)
+    np.testing.assert_allclose(
+        plain.predict(images, verbose=0)["probabilities"], np.mean([calibrated(m, images) for m in members], axis=0), atol=1e-5
+    )
     assert not np.allclose(out["probabilities"], plain.predict(images, verbose=0)["probabilities"], atol=1e-3)
     np.testing.assert_array_equal(out["digit_score"], plain.predict(images, verbose=0)["digit_score"])  # the verdict reads the image alone

@@ -44,14 +44,16 @@ def test_every_problem_is_reported_once_with_what_is_allowed():
     raw["data"]["train_limit"] = 70_000
     raw["train"]["batch_size"] = "32"
     del raw["cv"]["epochs"]
-    assert sorted(problems(raw)) == sorted([
-        "cv.folds: 1 is not allowed; expected an integer >= 2",
-        "cv.epochs: missing; expected an integer >= 1",
-        "train.learning_rate: 0 is not allowed; expected a number > 0",
-        "train.batch_size: '32' is not allowed; expected an integer >= 1",
-        "model.name: 'resnet' is not allowed; expected one of seed_cnn, bn_cnn",
-        "data.train_limit: 70000 is not allowed; expected an integer from 100 to 60000 or null",
-    ])
+    assert sorted(problems(raw)) == sorted(
+        [
+            "cv.folds: 1 is not allowed; expected an integer >= 2",
+            "cv.epochs: missing; expected an integer >= 1",
+            "train.learning_rate: 0 is not allowed; expected a number > 0",
+            "train.batch_size: '32' is not allowed; expected an integer >= 1",
+            "model.name: 'resnet' is not allowed; expected one of seed_cnn, bn_cnn",
+            "data.train_limit: 70000 is not allowed; expected an integer from 100 to 60000 or null",
+        ]
+    )
 
 
 def test_unknown_section_and_booleans_are_refused():
@@ -132,7 +134,13 @@ def test_the_strong_preset_changes_only_the_recipe_and_its_keys_are_checked():
     assert strong.augment.active and strong.cv.schedule == strong.train.schedule == "cosine"
     assert strong.model.name == "bn_cnn" and strong.export.serve == "ensemble" and strong.export.tta == 1
     assert strong.cv.label_smoothing == strong.train.label_smoothing > 0
-    assert (strong.data, strong.cv.folds, strong.synthetic, strong.detector, strong.evaluate) == (p.data, p.cv.folds, p.synthetic, p.detector, p.evaluate)
+    assert (strong.data, strong.cv.folds, strong.synthetic, strong.detector, strong.evaluate) == (
+        p.data,
+        p.cv.folds,
+        p.synthetic,
+        p.detector,
+        p.evaluate,
+    )
     assert params.parse(yaml.safe_load(compose("recipe=strong", "cv.epochs=3"))).cv.epochs == 3, "a -S after the preset wins"
     raw["model"]["dropout"] = 1.5
     raw["augment"]["rotation"] = -5
@@ -141,22 +149,27 @@ def test_the_strong_preset_changes_only_the_recipe_and_its_keys_are_checked():
     raw["train"]["label_smoothing"] = 0.7
     raw["export"]["serve"] = "folds"
     raw["export"]["tta"] = 5
-    assert sorted(problems(raw)) == sorted([
-        "model.dropout: 1.5 is not allowed; expected a number from 0 to 0.9",
-        "augment.rotation: -5 is not allowed; expected a number from 0 to 45",
-        "augment.zom: unknown key; did you mean augment.zoom?",
-        "train.schedule: 'onecycle' is not allowed; expected one of constant, cosine",
-        "train.label_smoothing: 0.7 is not allowed; expected a number from 0 to 0.5",
-        "export.serve: 'folds' is not allowed; expected one of final, ensemble",
-        "export.tta: 5 is not allowed; expected an integer from 0 to 3",
-    ])
+    assert sorted(problems(raw)) == sorted(
+        [
+            "model.dropout: 1.5 is not allowed; expected a number from 0 to 0.9",
+            "augment.rotation: -5 is not allowed; expected a number from 0 to 45",
+            "augment.zom: unknown key; did you mean augment.zoom?",
+            "train.schedule: 'onecycle' is not allowed; expected one of constant, cosine",
+            "train.label_smoothing: 0.7 is not allowed; expected a number from 0 to 0.5",
+            "export.serve: 'folds' is not allowed; expected one of final, ensemble",
+            "export.tta: 5 is not allowed; expected an integer from 0 to 3",
+        ]
+    )
 
 
 def test_a_params_typo_is_reported_before_tensorflow_or_mlflow_is_imported(tmp_path):
     repo = copy_repo(tmp_path, params=None)
     update_params(repo, {"train": {"epoch": 3}})
-    probe = ("import atexit, runpy, sys; atexit.register(lambda: print(sorted(m for m in ('tensorflow', 'mlflow', 'keras') if m in sys.modules)));"
-             " runpy.run_path(sys.argv[1], run_name='__main__')")
+    probe = (
+        "import atexit, runpy, sys;"
+        " atexit.register(lambda: print(sorted(m for m in ('tensorflow', 'mlflow', 'keras') if m in sys.modules)));"
+        " runpy.run_path(sys.argv[1], run_name='__main__')"
+    )
     for stage in ("crossvalidate", "train", "synthesize", "detector", "export", "evaluate"):
         result = run(repo, "python", "-c", probe, f"stages/{stage}.py", check=False, PYTHONPATH="src")
         assert result.returncode == 2, stage
@@ -166,7 +179,9 @@ def test_a_params_typo_is_reported_before_tensorflow_or_mlflow_is_imported(tmp_p
 
 def test_the_benchmarks_run_without_the_test_extras():
     """README command 1 installs no pytest: bench/ must not need it (it shares tests/helpers.py)."""
-    probe = ("import runpy, sys; sys.modules['pytest'] = None; sys.path[:0] = ['bench', 'tests'];"
-             " import bench, helpers, serve, strong; print(helpers.MIRROR.is_dir(), callable(strong.speed), callable(serve.load))")
+    probe = (
+        "import runpy, sys; sys.modules['pytest'] = None; sys.path[:0] = ['bench', 'tests'];"
+        " import bench, helpers, serve, strong; print(helpers.MIRROR.is_dir(), callable(strong.speed), callable(serve.load))"
+    )
     result = run(ROOT, sys.executable, "-c", probe)
     assert result.stdout.split() == ["True", "True", "True"]

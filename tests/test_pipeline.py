@@ -22,16 +22,30 @@ STAGES = ["download", "preprocess", "crossvalidate", "train", "synthesize", "det
 
 def test_every_stage_wrote_its_outputs(pipeline):
     raw = sorted(p.name for p in (pipeline / "data" / "raw").iterdir())
-    assert raw == sorted(f"{n}.gz" for n in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
+    assert raw == sorted(
+        f"{n}.gz" for n in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    )
     images = np.load(pipeline / "data" / "prepared" / "train_images.npy")
     labels = np.load(pipeline / "data" / "prepared" / "train_labels.npy")
     assert images.shape == (TINY["data"]["train_limit"], 28, 28, 1) and images.dtype == np.uint8
     assert labels.dtype == np.uint8 and set(np.unique(labels)) == set(range(10))
     assert images.max() > 200, "raw 0-255 pixels: scaling belongs to the model"
-    for path in ["models/model.keras", "models/export/model.tflite", "models/export/model.json", "models/export/model.weights.h5",
-                 "models/export/saved_model/saved_model.pb", "models/export/final.tflite", "models/export/ensemble.tflite",
-                 "models/export/ensemble.keras", "plots/cv_boxplot.png", "plots/cv_curves.png", "plots/misclassified.png",
-                 "models/detector/model.keras", "plots/synthetic_examples.png", "plots/reliability.png"]:
+    for path in [
+        "models/model.keras",
+        "models/export/model.tflite",
+        "models/export/model.json",
+        "models/export/model.weights.h5",
+        "models/export/saved_model/saved_model.pb",
+        "models/export/final.tflite",
+        "models/export/ensemble.tflite",
+        "models/export/ensemble.keras",
+        "plots/cv_boxplot.png",
+        "plots/cv_curves.png",
+        "plots/misclassified.png",
+        "models/detector/model.keras",
+        "plots/synthetic_examples.png",
+        "plots/reliability.png",
+    ]:
         assert (pipeline / path).stat().st_size > 0, path
     folds = sorted(p.name for p in (pipeline / "models" / "folds").iterdir())
     assert folds == [*(f"fold-{k}.keras" for k in range(1, TINY["cv"]["folds"] + 1)), "out_of_fold_probabilities.npy"]
@@ -89,7 +103,10 @@ def test_metrics(pipeline):
         assert ece == pytest.approx(gaps / TINY["data"]["test_limit"]), "the ECE is the reliability diagram's weighted gap"
     assert set(evaluation["flagged_non_digits"]) == set(synthetic.NON_DIGIT_KINDS)
     assert set(evaluation["calibration"]) == {"final", "ensemble"}
-    assert evaluation["calibration"]["ensemble"]["ece"] == headline["ece"] and evaluation["calibration"]["ensemble"]["ece_raw"] == headline["ece_raw"]
+    assert (
+        evaluation["calibration"]["ensemble"]["ece"] == headline["ece"]
+        and evaluation["calibration"]["ensemble"]["ece_raw"] == headline["ece_raw"]
+    )
     each = evaluation["test_accuracy"]
     assert set(each) == {"final", "ensemble", *(f"fold_{k}" for k in range(1, TINY["cv"]["folds"] + 1))}
     assert evaluation["served"] == "ensemble" and each["ensemble"] == headline["test_acc"] == headline["ens_acc"]
@@ -154,15 +171,36 @@ def test_dvc_shows_metrics_and_renders_plots(pipeline, tmp_path):
     out = tmp_path / "plots"
     run(pipeline, "dvc", "plots", "show", "-o", str(out))
     html = (out / "index.html").read_text()
-    for title in ("Training loss", "Cross-validation accuracy by fold", "Confusion matrix", "cv_boxplot.png", "misclassified.png",
-                  "Reliability", "synthetic_examples.png"):
+    for title in (
+        "Training loss",
+        "Cross-validation accuracy by fold",
+        "Confusion matrix",
+        "cv_boxplot.png",
+        "misclassified.png",
+        "Reliability",
+        "synthetic_examples.png",
+    ):
         assert title in html, title
     assert "<script src=" not in html and "cdn.jsdelivr" not in html, "the page loads nothing from the network"
     # the charts render in a real browser with every network request refused
-    browser = run(tmp_path, "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--proxy-server=127.0.0.1:9",
-                  "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=8000", "--dump-dom", (out / "index.html").as_uri(),
-                  timeout=120)
+    browser = run(
+        tmp_path,
+        "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--proxy-server=127.0.0.1:9",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        "--virtual-time-budget=8000",
+        "--dump-dom",
+        (out / "index.html").as_uri(),
+        timeout=120,
+    )
     charts = re.findall(r'<canvas width="(\d+)" height="(\d+)" class="marks"', browser.stdout)
     assert len(charts) == 5 and all(int(w) > 100 and int(h) > 100 for w, h in charts), browser.stdout[-2000:]
 
@@ -212,7 +250,10 @@ def test_mlflow_runs(pipeline):
     assert {f"{name}=={version}" for name, version in installed.items()} <= set(requirements), requirements
     assert any(r.startswith(("tensorflow==", "tensorflow-cpu==")) for r in requirements), "what `mlflow models serve` installs"
     linked = {m.key: m.value for m in served.metrics or []}
-    assert linked["test_acc"] == pytest.approx(evaluation["accuracy"]) and linked["flag_nondigit"] == read_json(pipeline / "metrics" / "eval.json")["flag_nondigit"]
+    assert (
+        linked["test_acc"] == pytest.approx(evaluation["accuracy"])
+        and linked["flag_nondigit"] == read_json(pipeline / "metrics" / "eval.json")["flag_nondigit"]
+    )
 
 
 def test_tensorflows_start_up_banner_stays_out_of_a_stages_output(tmp_path):

@@ -61,7 +61,7 @@ def write_formats(directory: Path, digit: np.ndarray) -> list[str]:
         "palette.gif": rgb.convert("P"),
         "gray.tiff": paper,
         "rgb.webp": rgb,
-        "sixteen.png": Image.fromarray((np.asarray(paper, np.uint16) * 257)),
+        "sixteen.png": Image.fromarray(np.asarray(paper, np.uint16) * 257),
     }
     for name, image in files.items():
         image.save(directory / name)
@@ -141,6 +141,7 @@ def test_bad_images_fail_one_line_each_and_the_rest_are_predicted(tmp_path, tiny
 def png_declaring(width: int, height: int) -> bytes:
     """A PNG of a few hundred bytes whose header declares width x height 1-bit pixels: what Pillow
     calls a decompression bomb, refused by Image.open itself past twice its pixel limit."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -220,7 +221,7 @@ def test_thin_strokes_under_uneven_light_are_read_and_blank_pages_are_not(test_d
         gray = np.asarray(photo.convert("L"), float)
         assert gray.shape[0] >= 100 and np.ptp(np.percentile(gray, [5, 95])) > 15, "shaded paper, a small digit"
         restored.append(imaging.to_mnist(photo))  # refused before: "no digit found (too little contrast)"
-    correlations = [np.corrcoef(r.ravel().astype(float), d.ravel().astype(float))[0, 1] for r, d in zip(restored, images)]
+    correlations = [np.corrcoef(r.ravel().astype(float), d.ravel().astype(float))[0, 1] for r, d in zip(restored, images, strict=False)]
     assert np.median(correlations) > 0.5, "a thinner stroke, but the same digit in the same place"
     noise = np.random.default_rng(0)
     for empty, reason in [
@@ -243,6 +244,7 @@ def test_thin_and_thick_ink_comes_back_at_mnists_stroke_width(test_digits):
 
     images, _ = test_digits
     low, _, high = imaging.MNIST_STROKE
+
     def in_box(ink: np.ndarray) -> float:  # stroke width in pixels of the 20 px box
         rows, cols = np.nonzero(ink)
         return imaging.stroke_width(ink) * imaging.BOX / max(np.ptp(rows) + 1, np.ptp(cols) + 1)
@@ -276,7 +278,9 @@ def test_the_final_model_predicts_through_the_cli(tmp_path, pipeline, tiny_model
 
     def signature(path: Path) -> list:
         interpreter = LiteRTModel(path).interpreter
-        return sorted((d["name"], tuple(d["shape"]), str(d["dtype"])) for d in (*interpreter.get_input_details(), *interpreter.get_output_details()))
+        return sorted(
+            (d["name"], tuple(d["shape"]), str(d["dtype"])) for d in (*interpreter.get_input_details(), *interpreter.get_output_details())
+        )
 
     assert signature(tiny_model) == signature(final)
 

@@ -41,7 +41,9 @@ def store(tmp_path, monkeypatch):
 
 def register(model_id: str, accuracy: float, test_set: str = TEST_SET) -> tuple[int, str, str]:
     with mlflow.start_run():
-        return tracking.register(model_id, {"test_acc": accuracy}, LABELS, predictions(accuracy), test_set, {"dvc.exp_name": f"acc-{accuracy}"})
+        return tracking.register(
+            model_id, {"test_acc": accuracy}, LABELS, predictions(accuracy), test_set, {"dvc.exp_name": f"acc-{accuracy}"}
+        )
 
 
 def aliases() -> dict[str, int]:

@@ -18,8 +18,9 @@ def kill_when(repo: Path, target: str, ready, *options: str, timeout: float = 60
     """Start `dvc repro [options] target`, SIGKILL its whole process group as soon as ready(repo, output) is true."""
     log = repo.parent / f"{repo.name}-repro.log"
     with log.open("w") as out:
-        process = subprocess.Popen(["dvc", "repro", *options, target], cwd=repo, env=env_for(repo), stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            ["dvc", "repro", *options, target], cwd=repo, env=env_for(repo), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while not ready(repo, log.read_text()):
             assert process.poll() is None, f"dvc repro ended before the kill:\n{log.read_text()[-3000:]}"
@@ -49,7 +50,9 @@ def test_killed_crossvalidation_resumes_each_fold_after_its_last_epoch_in_the_sa
     update_params(repo, {"data": {"train_limit": 6000, "test_limit": 300}, "cv": {"folds": 2, "epochs": 2}})
     kill_when(repo, "crossvalidate", lambda r, _: any(r.glob(".cache/crossvalidate/*/fold-*/checkpoint.json")))
     [saved] = (repo / ".cache" / "crossvalidate").iterdir()
-    interrupted = [k for k in (1, 2) if (saved / f"fold-{k}" / "checkpoint.json").exists() and not (saved / f"fold-{k}" / "result.json").exists()]
+    interrupted = [
+        k for k in (1, 2) if (saved / f"fold-{k}" / "checkpoint.json").exists() and not (saved / f"fold-{k}" / "result.json").exists()
+    ]
     assert interrupted, "both folds had finished before the kill"
     parent_id = (saved / "mlflow_run_id").read_text()
     fold_run_ids = [(saved / f"fold-{k}" / "mlflow_run_id").read_text() for k in (1, 2)]
@@ -114,12 +117,19 @@ def test_a_killed_detector_resumes_after_its_last_epoch_and_ends_where_an_uninte
 def test_a_keras_file_with_code_in_it_is_refused(tmp_path):
     import keras
 
-    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Lambda(lambda x: x * 2), keras.layers.Flatten(), keras.layers.Dense(10)])
+    model = keras.Sequential(
+        [keras.Input((28, 28, 1)), keras.layers.Lambda(lambda x: x * 2), keras.layers.Flatten(), keras.layers.Dense(10)]
+    )
     path = tmp_path / "evil.keras"
     model.save(path)
     Image.new("L", (28, 28)).save(tmp_path / "one.png")
-    result = subprocess.run(["mnist-pipeline", "predict", "--model", str(path), str(tmp_path / "one.png")],
-                            env=env_for(tmp_path), capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["mnist-pipeline", "predict", "--model", str(path), str(tmp_path / "one.png")],
+        env=env_for(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert "not a loadable Keras model" in result.stderr and "safe_mode" in result.stderr
     assert "Traceback" not in result.stderr
@@ -130,6 +140,11 @@ def test_a_broken_tflite_file_is_refused(tmp_path, content):
     path = tmp_path / "broken.tflite"
     path.write_bytes(content)
     Image.new("L", (28, 28)).save(tmp_path / "one.png")
-    result = subprocess.run(["mnist-pipeline", "predict", "--model", str(path), str(tmp_path / "one.png")],
-                            env=env_for(tmp_path), capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["mnist-pipeline", "predict", "--model", str(path), str(tmp_path / "one.png")],
+        env=env_for(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "not a valid TFLite model" in result.stderr and "Traceback" not in result.stderr

@@ -8,11 +8,17 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers import ROOT
 
-FILES = ["README.md", "docs/results_table.py", "metrics/eval.json", "metrics/cv.json", "reports/eval.json",
-         "bench/full_run_results.json", "bench/predict_models_results.json"]
+FILES = [
+    "README.md",
+    "docs/results_table.py",
+    "metrics/eval.json",
+    "metrics/cv.json",
+    "reports/eval.json",
+    "bench/full_run_results.json",
+    "bench/predict_models_results.json",
+]
 
 
 def check(repo) -> subprocess.CompletedProcess:
@@ -55,8 +61,13 @@ def test_a_new_result_without_the_readme_fails_the_check(tmp_path):
 @pytest.mark.slow  # a tiny `dvc exp run` in a fresh clone
 def test_a_full_run_is_measured_from_a_fresh_clone(tmp_path):
     out = tmp_path / "runs.json"
-    subprocess.run([sys.executable, "bench/full_run.py", "--tiny", "--install", "none", "--out", str(out)], cwd=ROOT, check=True,
-                   capture_output=True, timeout=900)
+    subprocess.run(
+        [sys.executable, "bench/full_run.py", "--tiny", "--install", "none", "--out", str(out)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
     run = json.loads(out.read_text())["tutorial"]
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
     assert run["commit"] == head and run["tiny"] and run["command"].startswith("dvc exp run -n tutorial -S data.train_limit=1200")

@@ -3,8 +3,8 @@ input, concurrent clients, and the page driven in Debian's Chromium through Play
 
 from __future__ import annotations
 
-import hashlib
 import base64
+import hashlib
 import io
 import json
 import os
@@ -36,8 +36,13 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 @pytest.fixture(scope="module")
 def server(tiny_model):
     port = free_port()
-    process = subprocess.Popen(["mnist-pipeline", "serve", "--model", str(tiny_model), "--port", str(port)],
-                               env=env_for(tiny_model.parent), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        ["mnist-pipeline", "serve", "--model", str(tiny_model), "--port", str(port)],
+        env=env_for(tiny_model.parent),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_answers(f"{url}/health", process, timeout=60)
@@ -84,8 +89,13 @@ def digits(tmp_path_factory) -> list[Path]:
 
 
 def expected(paths: list[Path], model: Path) -> dict[str, dict]:
-    result = subprocess.run([sys.executable, "-m", "mnist_pipeline.cli", "predict", "--json", "--model", str(model), *map(str, paths)],
-                            capture_output=True, text=True, timeout=120, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "mnist_pipeline.cli", "predict", "--json", "--model", str(model), *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return {Path(p["path"]).name: p for p in json.loads(result.stdout)}
 
 
@@ -109,7 +119,10 @@ def test_health_names_the_dvc_output_a_pipelines_model_comes_from(tflite_model):
 
 
 def test_the_server_imports_neither_tensorflow_nor_mlflow():
-    probe = "import sys, mnist_pipeline.serve, mnist_pipeline.cli; print(sorted(m for m in ('tensorflow', 'keras', 'mlflow') if m in sys.modules))"
+    probe = (
+        "import sys, mnist_pipeline.serve, mnist_pipeline.cli;"
+        " print(sorted(m for m in ('tensorflow', 'keras', 'mlflow') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "[]"
 
@@ -125,17 +138,20 @@ def test_raw_and_multipart_bodies_answer_what_predict_json_answers(server, digit
         assert status == 200 and form == answers[path.name] | {"path": path.name}
 
 
-@pytest.mark.parametrize("name, body, content_type, status, message", [
-    ("not an image", b"this is not an image", "image/png", 422, "not an image Pillow can read"),
-    ("truncated", None, "image/png", 422, "corrupt or truncated image"),
-    ("empty body", b"", "image/png", 400, "empty body: send one image"),
-    ("blank page", None, "image/png", 422, "no digit found (the image is blank)"),
-    ("pixel bomb", png_declaring(30_000, 30_000), "image/png", 413, "900,000,000 pixels is over the limit of 40,000,000"),
-    ("wrong content type", b"x", "text/plain", 415, "Content-Type text/plain is not allowed"),
-    ("no content type", b"x", None, 415, "Content-Type application/x-www-form-urlencoded is not allowed"),
-    ("multipart without a file", None, "form", 400, "multipart body without a file"),
-    ("malformed multipart", b"--nope\r\n\r\n", "multipart/form-data; boundary=xyz", 400, "malformed multipart body"),
-])
+@pytest.mark.parametrize(
+    "name, body, content_type, status, message",
+    [
+        ("not an image", b"this is not an image", "image/png", 422, "not an image Pillow can read"),
+        ("truncated", None, "image/png", 422, "corrupt or truncated image"),
+        ("empty body", b"", "image/png", 400, "empty body: send one image"),
+        ("blank page", None, "image/png", 422, "no digit found (the image is blank)"),
+        ("pixel bomb", png_declaring(30_000, 30_000), "image/png", 413, "900,000,000 pixels is over the limit of 40,000,000"),
+        ("wrong content type", b"x", "text/plain", 415, "Content-Type text/plain is not allowed"),
+        ("no content type", b"x", None, 415, "Content-Type application/x-www-form-urlencoded is not allowed"),
+        ("multipart without a file", None, "form", 400, "multipart body without a file"),
+        ("malformed multipart", b"--nope\r\n\r\n", "multipart/form-data; boundary=xyz", 400, "malformed multipart body"),
+    ],
+)
 def test_bad_input_gets_a_4xx_with_one_line_and_the_next_request_works(server, digits, name, body, content_type, status, message):
     paths = digits
     good = paths[0].read_bytes()
@@ -155,8 +171,9 @@ def test_a_body_declared_too_large_is_refused_before_it_is_sent(server, digits):
     """The answer comes from the headers alone: the client has sent none of the 9 MiB it announced."""
     host, port = server.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=30) as connection:
-        connection.sendall(f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: image/png\r\n"
-                           f"Content-Length: {9 * 1024 * 1024}\r\n\r\n".encode())
+        connection.sendall(
+            f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: image/png\r\nContent-Length: {9 * 1024 * 1024}\r\n\r\n".encode()
+        )
         response = b""
         while b"}" not in response:
             chunk = connection.recv(4096)
@@ -258,8 +275,9 @@ def test_the_page_reads_digits_drawn_with_the_mouse_and_uploaded_photos(server, 
         status, answer = post(server, canvas_png(page))
         closest = f"closest: {answer['digit']} ("
         deadline = time.monotonic() + 20  # as above: wait for the guess of the whole square
-        while ((shown := shown_digit(page)) != "Not a digit" or not page.locator("#confidence").inner_text().startswith(closest)) \
-                and time.monotonic() < deadline:
+        while (
+            (shown := shown_digit(page)) != "Not a digit" or not page.locator("#confidence").inner_text().startswith(closest)
+        ) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert status == 200 and answer["is_digit"] is False and shown == "Not a digit", answer
         assert page.locator("#confidence").inner_text().startswith(closest)
@@ -272,15 +290,33 @@ def test_mlflow_serves_the_registered_champion(pipeline, tflite_model, digits):
     """MLflow's own server on the model that evaluate registered as mnist-cnn@champion."""
     port = free_port()
     env = env_for(pipeline, MLFLOW_TRACKING_URI=f"sqlite:///{pipeline / 'mlflow.db'}")
-    process = subprocess.Popen(["mlflow", "models", "serve", "-m", "models:/mnist-cnn@champion", "--env-manager", "local",
-                                "--host", "127.0.0.1", "--port", str(port)], cwd=pipeline, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            "models:/mnist-cnn@champion",
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=pipeline,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_answers(f"{url}/ping", process, timeout=180)
         images = mnist.load_split(MIRROR, "t10k").images[:20].astype("float32")
-        request = urllib.request.Request(f"{url}/invocations", data=json.dumps({"inputs": images.tolist()}).encode(),
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{url}/invocations", data=json.dumps({"inputs": images.tolist()}).encode(), headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=60) as response:
             predictions = json.loads(response.read())["predictions"]
     finally:
@@ -304,8 +340,15 @@ def test_mnist_pipeline_ui_opens_on_the_stages_runs(pipeline):
     """A fresh browser at the address `mnist-pipeline ui` prints sees the pipeline's runs, not the
     GenAI overview the experiment's page opens on."""
     port = free_port()
-    process = subprocess.Popen(["mnist-pipeline", "ui", "--port", str(port)], cwd=pipeline, env=env_for(pipeline),
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        ["mnist-pipeline", "ui", "--port", str(port)],
+        cwd=pipeline,
+        env=env_for(pipeline),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
     try:
         line = process.stdout.readline()
         assert line.startswith("MLflow UI, the pipeline's runs: http://127.0.0.1:"), line

@@ -45,8 +45,12 @@ for name, jobs in (("together", together), ("alone", alone)):
 
 
 def test_a_model_trained_beside_another_gets_the_same_weights_as_alone(tmp_path):
-    result = subprocess.run([sys.executable, "-c", SIDE_BY_SIDE, str(MIRROR), str(ROOT / "params.yaml"), str(tmp_path)],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", SIDE_BY_SIDE, str(MIRROR), str(ROOT / "params.yaml"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("together epoch") == 4 and result.stdout.count("alone epoch") == 2, result.stdout
     together, alone, other = (np.load(tmp_path / f"{name}.npz") for name in ("together-1", "alone-1", "together-2"))
@@ -58,8 +62,10 @@ def test_when_one_job_fails_the_others_stop_and_the_error_comes_through():
     data = mnist.load_split(MIRROR, "train")
     model_params = params.load(ROOT / "params.yaml").model
     shared = training.to_tensors(data.images, data.labels)
-    jobs = {name: training.prepare(model_params, shared, np.arange(64), batch_size=32, optimizer="adam", learning_rate=1e-3, seed=0)
-            for name in ("fails", "long")}
+    jobs = {
+        name: training.prepare(model_params, shared, np.arange(64), batch_size=32, optimizer="adam", learning_rate=1e-3, seed=0)
+        for name in ("fails", "long")
+    }
     outcome = {}
 
     def train_one(name: str, job: training.Job) -> None:
@@ -76,8 +82,12 @@ def test_when_one_job_fails_the_others_stop_and_the_error_comes_through():
 
 
 _strong = params.parse(yaml.safe_load(compose("recipe=strong")))  # the preset's model, augmentation, schedule and smoothing
-STRONG = {"model": _strong.model, "augment": _strong.augment, "schedule": _strong.cv.schedule,
-          "label_smoothing": _strong.cv.label_smoothing}
+STRONG = {
+    "model": _strong.model,
+    "augment": _strong.augment,
+    "schedule": _strong.cv.schedule,
+    "label_smoothing": _strong.cv.label_smoothing,
+}
 
 
 @pytest.mark.parametrize("recipe", ["default", "strong"])
@@ -87,9 +97,20 @@ def test_a_job_resumed_from_its_checkpoint_ends_exactly_as_one_never_interrupted
     setup = {"model": params.load(ROOT / "params.yaml").model} if recipe == "default" else STRONG
 
     def prepare() -> training.Job:
-        return training.prepare(setup["model"], shared, np.arange(640), batch_size=32, optimizer="adam", learning_rate=1e-3,
-                                seed=1, validation_index=np.arange(640, 800), epochs=3, schedule=setup.get("schedule", "constant"),
-                                augment=setup.get("augment"), label_smoothing=setup.get("label_smoothing", 0.0))
+        return training.prepare(
+            setup["model"],
+            shared,
+            np.arange(640),
+            batch_size=32,
+            optimizer="adam",
+            learning_rate=1e-3,
+            seed=1,
+            validation_index=np.arange(640, 800),
+            epochs=3,
+            schedule=setup.get("schedule", "constant"),
+            augment=setup.get("augment"),
+            label_smoothing=setup.get("label_smoothing", 0.0),
+        )
 
     straight = prepare()
     straight_history = training.train(straight, 3)
@@ -102,15 +123,22 @@ def test_a_job_resumed_from_its_checkpoint_ends_exactly_as_one_never_interrupted
     out = capsys.readouterr().out
     assert out.startswith("resuming after epoch 1/3") and "epoch 1/3:" not in out and "epoch 3/3:" in out
     assert resumed_history == straight_history and len(resumed_history["val_accuracy"]) == 3
-    assert all(np.array_equal(a, b) for a, b in zip(straight.model.get_weights(), resumed.model.get_weights()))
-    assert all(np.array_equal(a, b) for a, b in zip(straight.model.optimizer.variables, resumed.model.optimizer.variables))
+    assert all(np.array_equal(a, b) for a, b in zip(straight.model.get_weights(), resumed.model.get_weights(), strict=False))
+    assert all(np.array_equal(a, b) for a, b in zip(straight.model.optimizer.variables, resumed.model.optimizer.variables, strict=False))
     assert [p.name for p in sorted(tmp_path.iterdir())] == ["checkpoint.json", "epoch-3.weights.h5"]
 
 
 def test_each_epoch_line_tells_the_time_in_and_an_estimate_of_the_time_left(capsys):
     data = mnist.load_split(MIRROR, "train")
-    job = training.prepare(params.load(ROOT / "params.yaml").model, training.to_tensors(data.images, data.labels),
-                           np.arange(64), batch_size=32, optimizer="adam", learning_rate=1e-3, seed=0)
+    job = training.prepare(
+        params.load(ROOT / "params.yaml").model,
+        training.to_tensors(data.images, data.labels),
+        np.arange(64),
+        batch_size=32,
+        optimizer="adam",
+        learning_rate=1e-3,
+        seed=0,
+    )
     capsys.readouterr()
     training.train(job, 2, label="tiny")
 
@@ -135,9 +163,11 @@ def test_augmentation_is_drawn_from_the_seed_and_epoch_and_keeps_the_labels():
         return batches(training.dataset(shared, index, 64, shuffle_seed=(seed, number), augment=augment))
 
     first, again, later, plain = epoch(1, 0), epoch(1, 0), epoch(1, 1), epoch(1, 0, augment=None)
-    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(first, again)), "same seed and epoch, same batches"
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(first, again, strict=False)), (
+        "same seed and epoch, same batches"
+    )
     assert not np.array_equal(first[0][0], later[0][0]), "each epoch draws new distortions"
-    for (distorted, labels), (original, plain_labels) in zip(first, plain):
+    for (distorted, labels), (original, plain_labels) in zip(first, plain, strict=False):
         assert np.array_equal(labels, plain_labels), "augmentation keeps the order and the labels"
         assert distorted.dtype == np.uint8 and distorted.shape == original.shape
         changed = np.abs(distorted.astype(int) - original).mean(axis=(1, 2, 3))

@@ -13,14 +13,24 @@ import numpy as np
 from PIL import Image
 
 from . import PipelineError, write_fault
-from .predict import (DEFAULT_MODEL, Prediction, UsageError, check_model_path, find_images, load_model,
-                      load_served_model, predict, preprocess)
+from .predict import (
+    DEFAULT_MODEL,
+    Prediction,
+    UsageError,
+    check_model_path,
+    find_images,
+    load_model,
+    load_served_model,
+    predict,
+    preprocess,
+)
+
 
 def save_debug_images(directory: Path, paths: list[Path], prepared: list[np.ndarray | str]) -> list[str]:
     """Write what the model saw; returns one line for each image that could not be written (a full
     disk, an unwritable directory): the answers do not depend on it."""
     failed = []
-    for i, (path, array) in enumerate(zip(paths, prepared)):
+    for i, (path, array) in enumerate(zip(paths, prepared, strict=False)):
         if isinstance(array, str):
             continue
         target = directory / f"{i:04d}-{path.stem}.png"
@@ -39,7 +49,7 @@ def _table(results: list[Prediction], top_k: int) -> str:
     answers = [r.answer if not r.error else "" for r in results]
     answer_width = max([len(a) for a in answers] + [6])
     lines = [f"{'file':<{width}}  {'answer':<{answer_width}}  confidence  top {top_k}"]
-    for r, answer in zip(results, answers):
+    for r, answer in zip(results, answers, strict=False):
         if r.error:
             lines.append(f"{r.path:<{width}}  error: {r.error}")
             continue
@@ -93,8 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         if r.error:
             print(f"mnist-pipeline: {r.path}: {r.error}", file=sys.stderr)
     if unsaved:
-        print(f"mnist-pipeline: warning: {len(unsaved)} of {len(paths)} debug images not written to {args.debug_dir}, "
-              f"the first {unsaved[0]}; the answers above are complete", file=sys.stderr)
+        print(
+            f"mnist-pipeline: warning: {len(unsaved)} of {len(paths)} debug images not written to {args.debug_dir}, "
+            f"the first {unsaved[0]}; the answers above are complete",
+            file=sys.stderr,
+        )
     return 1 if unsaved or any(r.error for r in results) else 0
 
 
@@ -117,8 +130,9 @@ def serve(args: argparse.Namespace) -> int:
         return exc.exit_code
     print(f"serving {args.model} at http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, workers=args.workers, factory=args.workers > 1,
-                    log_level="warning", access_log=False)
+        uvicorn.run(
+            app, host=args.host, port=args.port, workers=args.workers, factory=args.workers > 1, log_level="warning", access_log=False
+        )
     except SystemExit as exc:  # uvicorn exits 1 when it cannot listen (port taken); it has said why
         return int(exc.code or 1)
     return 0
@@ -146,27 +160,30 @@ def ui(args: argparse.Namespace, timeout: float = 120) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so that `finally` stops the server too
     base = f"http://127.0.0.1:{args.port}"
     mlflow_cli = Path(sys.executable).with_name("mlflow")
-    server = subprocess.Popen([str(mlflow_cli), "ui", "--backend-store-uri", store, "--host", "127.0.0.1",
-                               "--port", str(args.port)], stdout=sys.stderr)  # stdout: only the address
+    server = subprocess.Popen(
+        [str(mlflow_cli), "ui", "--backend-store-uri", store, "--host", "127.0.0.1", "--port", str(args.port)], stdout=sys.stderr
+    )  # stdout: only the address
     try:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                with urllib.request.urlopen(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name={EXPERIMENT}",
-                                            timeout=5) as response:
+                with urllib.request.urlopen(
+                    f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name={EXPERIMENT}", timeout=5
+                ) as response:
                     experiment_id = json.loads(response.read())["experiment"]["experiment_id"]
                 break
             except urllib.error.HTTPError:  # the server answers, but the store has no runs of this project yet
-                print(f"mnist-pipeline: error: no MLflow experiment {EXPERIMENT} in {store}: run `dvc repro` first",
-                      file=sys.stderr)
+                print(f"mnist-pipeline: error: no MLflow experiment {EXPERIMENT} in {store}: run `dvc repro` first", file=sys.stderr)
                 return 1
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
                     print(f"mnist-pipeline: error: mlflow ui did not answer at {base}", file=sys.stderr)
                     return 1
                 time.sleep(0.5)
-        print(f"MLflow UI, the pipeline's runs: {base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
-              " (Ctrl-C stops)", flush=True)
+        print(
+            f"MLflow UI, the pipeline's runs: {base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning (Ctrl-C stops)",
+            flush=True,
+        )
         server.wait()
         return 0
     except KeyboardInterrupt:

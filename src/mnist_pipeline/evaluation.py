@@ -46,10 +46,10 @@ def fold_curves(histories: list[dict[str, list[float]]]):
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for fold, history in enumerate(histories, 1):
         epochs = range(1, len(history["loss"]) + 1)
-        for ax, metric in zip(axes, ("loss", "accuracy")):
+        for ax, metric in zip(axes, ("loss", "accuracy"), strict=False):
             (line,) = ax.plot(epochs, history[f"val_{metric}"], label=f"fold {fold}")
             ax.plot(epochs, history[metric], linestyle="--", color=line.get_color(), alpha=0.6)
-    for ax, metric in zip(axes, ("loss", "accuracy")):
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=False):
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.set_title(f"{metric} (solid: validation, dashed: training)")
@@ -65,7 +65,7 @@ def misclassified_grid(images: np.ndarray, labels: np.ndarray, predicted: np.nda
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.2, rows * 1.4), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, i in zip(axes.flat, wrong):
+    for ax, i in zip(axes.flat, wrong, strict=False):
         ax.imshow(images[i].squeeze(), cmap="gray", vmin=0, vmax=255)
         ax.set_title(f"{labels[i]}→{predicted[i]}", fontsize=9, color="red")
     fig.suptitle(f"{len(wrong)} of {int((predicted != labels).sum())} misclassified test digits (true→predicted)")
@@ -112,8 +112,9 @@ def log_odds(two_class: np.ndarray) -> np.ndarray:
     return np.log(p[:, 1]) - np.log(p[:, 0])
 
 
-def digit_threshold(logits: np.ndarray, is_digit: np.ndarray, kind: np.ndarray, kinds: tuple[str, ...],
-                    false_flag_rate: float) -> tuple[float, dict]:
+def digit_threshold(
+    logits: np.ndarray, is_digit: np.ndarray, kind: np.ndarray, kinds: tuple[str, ...], false_flag_rate: float
+) -> tuple[float, dict]:
     """The highest threshold on the log-odds that calls at most `false_flag_rate` of the digits
     of every kind "not a digit"; and, at that threshold, the share flagged of each kind."""
     digit_kinds = sorted(set(kind[is_digit].tolist()))

@@ -14,7 +14,7 @@ with quiet_native_stderr():  # TensorFlow's start-up banner (see quiet_native_st
     import tensorflow as tf
 tf.get_logger().addFilter(not_retracing)  # evaluate predicts with six models in one process
 
-from .predict import LiteRTModel
+from .predict import LiteRTModel  # noqa: E402 (after TensorFlow's banner is silenced)
 
 SAVED_MODEL = "saved_model"
 TUTORIAL_JSON, TUTORIAL_WEIGHTS = "model.json", "model.weights.h5"

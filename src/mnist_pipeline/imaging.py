@@ -143,8 +143,9 @@ def stroke_width(ink: np.ndarray) -> float:
 def _zoomed(crop: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float]:
     """A digit cropped to its ink (0..1), scaled to STROKE_ZOOM times `size`, its fit in the 20x20
     box; and its stroke width in pixels of that box."""
-    big = np.asarray(Image.fromarray(crop * 255).resize((size[0] * STROKE_ZOOM, size[1] * STROKE_ZOOM),
-                                                         Image.Resampling.BILINEAR), dtype=np.float32)
+    big = np.asarray(
+        Image.fromarray(crop * 255).resize((size[0] * STROKE_ZOOM, size[1] * STROKE_ZOOM), Image.Resampling.BILINEAR), dtype=np.float32
+    )
     return big, stroke_width(big > 0.5 * big.max()) / STROKE_ZOOM
 
 
@@ -170,18 +171,17 @@ def _with_mnist_stroke(cleaned: np.ndarray, size: tuple[int, int]) -> np.ndarray
     radius = round(abs(typical - width) * STROKE_ZOOM / 2)
     yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
     pen = xx * xx + yy * yy <= radius * radius
-    if width < low:
-        big = ndimage.grey_dilation(np.pad(big, radius), footprint=pen)
-    else:
-        big = ndimage.grey_erosion(big, footprint=pen)
+    thicken = width < low
+    big = ndimage.grey_dilation(np.pad(big, radius), footprint=pen) if thicken else ndimage.grey_erosion(big, footprint=pen)
     rows, cols = np.nonzero(big > 0)
     if rows.size == 0:
         return None
     # at full strength: a hairline scaled down to the zoomed box is faint grey, and so is its thickening
     big = Image.fromarray(big[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] * (255 / big.max()))
     scale = BOX / max(big.size)
-    return np.asarray(big.resize((max(1, round(big.width * scale)), max(1, round(big.height * scale))),
-                                 Image.Resampling.BOX), dtype=np.float32)
+    return np.asarray(
+        big.resize((max(1, round(big.width * scale)), max(1, round(big.height * scale))), Image.Resampling.BOX), dtype=np.float32
+    )
 
 
 def _without_shading(gray: np.ndarray) -> np.ndarray:
@@ -245,8 +245,9 @@ def _centre_by_mass(canvas: np.ndarray) -> np.ndarray:
     down = min(max(shift_rows, -int(rows[0])), SIZE - 1 - int(rows[-1]))
     right = min(max(shift_cols, -int(cols[0])), SIZE - 1 - int(cols[-1]))
     shifted = np.zeros_like(canvas)
-    shifted[max(0, down) : SIZE + min(0, down), max(0, right) : SIZE + min(0, right)] = \
-        canvas[max(0, -down) : SIZE - max(0, down), max(0, -right) : SIZE - max(0, right)]
+    shifted[max(0, down) : SIZE + min(0, down), max(0, right) : SIZE + min(0, right)] = canvas[
+        max(0, -down) : SIZE - max(0, down), max(0, -right) : SIZE - max(0, right)
+    ]
     return shifted
 
 

@@ -75,8 +75,7 @@ def download(dest: Path, mirrors: list[str] | None = None, timeout: float = TIME
         else:
             raise DownloadError(
                 f"could not download {name}.gz from any source "
-                f"(set ${MIRROR_ENV} to a directory or URL holding the MNIST files):\n"
-                + ("\n".join(failures) or "  no sources configured")
+                f"(set ${MIRROR_ENV} to a directory or URL holding the MNIST files):\n" + ("\n".join(failures) or "  no sources configured")
             )
 
 
@@ -171,9 +170,7 @@ def stratified_subsample(data: Dataset, limit: int | None, seed: int) -> Dataset
         return data
     from sklearn.model_selection import train_test_split
 
-    index, _ = train_test_split(
-        np.arange(len(data.labels)), train_size=limit, stratify=data.labels, random_state=seed
-    )
+    index, _ = train_test_split(np.arange(len(data.labels)), train_size=limit, stratify=data.labels, random_state=seed)
     index = np.sort(index)
     return Dataset(data.images[index], data.labels[index])
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -53,8 +54,9 @@ def _positive_number(default: Any = MISSING):
 
 
 def _number(low: float, high: float, default: Any = MISSING):
-    return _rule(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high,
-                 f"a number from {low} to {high}", default)
+    return _rule(
+        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high, f"a number from {low} to {high}", default
+    )
 
 
 def _choice(options: tuple[str, ...], default: Any = MISSING):
@@ -122,7 +124,8 @@ class Distribute:
     strategy: str = _choice(STRATEGIES, default="none")
     devices: list = _rule(
         lambda v: isinstance(v, list) and all(isinstance(d, str) and re.fullmatch(r"/?(device:)?(cpu|gpu):\d+", d, re.I) for d in v),
-        "a list of devices such as /gpu:0 or /cpu:1", default=(),
+        "a list of devices such as /gpu:0 or /cpu:1",
+        default=(),
     )
 
 
@@ -163,8 +166,18 @@ class Evaluate:
     non_digits_seed: int = _int(0, default=1000)  # other seeds than synthetic.seed's
 
 
-SECTIONS = {"data": Data, "model": Model, "augment": Augment, "cv": CV, "train": Train,
-            "distribute": Distribute, "synthetic": Synthetic, "detector": Detector, "export": Export, "evaluate": Evaluate}
+SECTIONS = {
+    "data": Data,
+    "model": Model,
+    "augment": Augment,
+    "cv": CV,
+    "train": Train,
+    "distribute": Distribute,
+    "synthetic": Synthetic,
+    "detector": Detector,
+    "export": Export,
+    "evaluate": Evaluate,
+}
 
 
 @dataclass(frozen=True)

@@ -50,9 +50,16 @@ class Prediction:
     def as_json(self) -> dict:
         if self.error:
             return {"path": self.path, "error": self.error}
-        return {"path": self.path, "answer": self.answer, "is_digit": self.is_digit, "digit_score": self.digit_score, "digit": self.digit,
-                "confidence": self.probabilities[self.digit], "unsure_between": self.unsure_between,
-                "probabilities": self.probabilities}
+        return {
+            "path": self.path,
+            "answer": self.answer,
+            "is_digit": self.is_digit,
+            "digit_score": self.digit_score,
+            "digit": self.digit,
+            "confidence": self.probabilities[self.digit],
+            "unsure_between": self.unsure_between,
+            "probabilities": self.probabilities,
+        }
 
     @property
     def answer(self) -> str:
@@ -190,7 +197,7 @@ def preprocess(paths: list[Path]) -> list[np.ndarray | str]:
 
 def predict(paths: list[Path], prepared: list[np.ndarray | str], model) -> list[Prediction]:
     """One Prediction a path, from the arrays `preprocess` made, in one call of the model."""
-    results = [Prediction(str(path), error=p if isinstance(p, str) else None) for path, p in zip(paths, prepared)]
+    results = [Prediction(str(path), error=p if isinstance(p, str) else None) for path, p in zip(paths, prepared, strict=False)]
     ok = [i for i, p in enumerate(prepared) if not isinstance(p, str)]
     if ok:
         probabilities, scores = model.read(np.stack([prepared[i] for i in ok])[..., np.newaxis])

@@ -1,8 +1,8 @@
 """`mnist-pipeline serve`: a draw-a-digit page and a JSON API over an exported model. No TensorFlow.
 
-    GET  /          the page (static files in mnist_pipeline/static, no CDN)
-    POST /predict   one image, as the raw body or a multipart file field; answers predict --json's object
-    GET  /health    the model's path, its SHA-256 and, inside a DVC repo, the dvc.lock hash of its directory
+GET  /          the page (static files in mnist_pipeline/static, no CDN)
+POST /predict   one image, as the raw body or a multipart file field; answers predict --json's object
+GET  /health    the model's path, its SHA-256 and, inside a DVC repo, the dvc.lock hash of its directory
 """
 
 from __future__ import annotations
@@ -97,8 +97,9 @@ def create_app(model_path: Path | str) -> FastAPI:
         if kind == "multipart/form-data":
             data, name = await _first_file(request, data)
         elif not (kind.startswith("image/") or kind == "application/octet-stream"):
-            raise HTTPProblem(415, f"Content-Type {kind or '(none)'} is not allowed; send image/*, application/octet-stream "
-                                   "or multipart/form-data")
+            raise HTTPProblem(
+                415, f"Content-Type {kind or '(none)'} is not allowed; send image/*, application/octet-stream or multipart/form-data"
+            )
         if not data:
             raise HTTPProblem(400, "empty body: send one image")
         return await run_in_threadpool(answer, data, name, seen)

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import matplotlib
 import numpy as np
@@ -35,6 +35,7 @@ CANVAS = 64  # strokes are drawn at this size; to_mnist brings every image to MN
 
 
 # -- renderers shared by digits and non-digits ----------------------------------------------------
+
 
 def _pen(strokes: list[np.ndarray], width: float, size: int = CANVAS) -> np.ndarray:
     """Polylines in the unit square drawn with a round pen `width` pixels wide (anti-aliased by
@@ -66,19 +67,28 @@ def _line(*points) -> np.ndarray:
 # Pen strokes of each shape, in a unit square (x right, y down), a variant or two where people differ.
 DRAWN_DIGITS: dict[str, list[Callable[[], list[np.ndarray]]]] = {
     "0": [lambda: [_arc(0.5, 0.5, 0.3, 0.48, -90, 270)]],
-    "1": [lambda: [_line((0.5, 0.02), (0.5, 0.98))], lambda: [_line((0.3, 0.2), (0.55, 0.02), (0.55, 0.98))],
-          lambda: [_line((0.3, 0.2), (0.55, 0.02), (0.55, 0.98)), _line((0.3, 0.98), (0.8, 0.98))]],
+    "1": [
+        lambda: [_line((0.5, 0.02), (0.5, 0.98))],
+        lambda: [_line((0.3, 0.2), (0.55, 0.02), (0.55, 0.98))],
+        lambda: [_line((0.3, 0.2), (0.55, 0.02), (0.55, 0.98)), _line((0.3, 0.98), (0.8, 0.98))],
+    ],
     "2": [lambda: [np.concatenate([_arc(0.5, 0.3, 0.3, 0.28, 180, 360 + 30), _line((0.2, 0.98), (0.85, 0.98))])]],
     "3": [lambda: [np.concatenate([_arc(0.5, 0.27, 0.28, 0.25, 200, 450), _arc(0.5, 0.74, 0.32, 0.24, 270, 520)])]],
-    "4": [lambda: [_line((0.6, 0.02), (0.1, 0.65), (0.9, 0.65)), _line((0.65, 0.3), (0.65, 0.98))],
-          lambda: [_line((0.2, 0.02), (0.15, 0.55), (0.85, 0.55)), _line((0.7, 0.02), (0.7, 0.98))]],
+    "4": [
+        lambda: [_line((0.6, 0.02), (0.1, 0.65), (0.9, 0.65)), _line((0.65, 0.3), (0.65, 0.98))],
+        lambda: [_line((0.2, 0.02), (0.15, 0.55), (0.85, 0.55)), _line((0.7, 0.02), (0.7, 0.98))],
+    ],
     "5": [lambda: [_line((0.8, 0.02), (0.25, 0.02), (0.22, 0.42)), _arc(0.5, 0.68, 0.33, 0.3, 230, 500)]],
     "6": [lambda: [np.concatenate([_arc(0.7, 0.55, 0.5, 0.53, 260, 180), _arc(0.5, 0.72, 0.3, 0.26, 180, 540)])]],
-    "7": [lambda: [_line((0.1, 0.02), (0.9, 0.02), (0.4, 0.98))],
-          lambda: [_line((0.1, 0.02), (0.9, 0.02), (0.4, 0.98)), _line((0.35, 0.5), (0.8, 0.5))]],
+    "7": [
+        lambda: [_line((0.1, 0.02), (0.9, 0.02), (0.4, 0.98))],
+        lambda: [_line((0.1, 0.02), (0.9, 0.02), (0.4, 0.98)), _line((0.35, 0.5), (0.8, 0.5))],
+    ],
     "8": [lambda: [_arc(0.5, 0.26, 0.24, 0.24, 90, 450), _arc(0.5, 0.74, 0.3, 0.25, -90, 270)]],
-    "9": [lambda: [_arc(0.5, 0.3, 0.3, 0.28, 0, 360), _line((0.8, 0.3), (0.75, 0.98))],
-          lambda: [np.concatenate([_arc(0.5, 0.3, 0.3, 0.28, 0, 360), _arc(0.3, 0.3, 0.5, 0.68, 0, 100)])]],
+    "9": [
+        lambda: [_arc(0.5, 0.3, 0.3, 0.28, 0, 360), _line((0.8, 0.3), (0.75, 0.98))],
+        lambda: [np.concatenate([_arc(0.5, 0.3, 0.3, 0.28, 0, 360), _arc(0.3, 0.3, 0.5, 0.68, 0, 100)])],
+    ],
 }
 
 DRAWN_SHAPES: list[Callable[[], list[np.ndarray]]] = [
@@ -99,24 +109,42 @@ DRAWN_SHAPES: list[Callable[[], list[np.ndarray]]] = [
     lambda: [_arc(0.55, 0.5, 0.4, 0.48, 45, 315)],  # C
     lambda: [_line((0.15, 0.02), (0.15, 0.98), (0.85, 0.98))],  # L
     lambda: [_line((0.15, 0.02), (0.15, 0.7)), _arc(0.5, 0.7, 0.35, 0.28, 180, 0), _line((0.85, 0.7), (0.85, 0.02))],  # U
-    lambda: [_arc(0.5, 0.5, 0.48, 0.48, 0, 360), _line((0.33, 0.35), (0.33, 0.38)), _line((0.67, 0.35), (0.67, 0.38)),
-             _arc(0.5, 0.55, 0.25, 0.2, 20, 160)],  # smiley
+    lambda: [
+        _arc(0.5, 0.5, 0.48, 0.48, 0, 360),
+        _line((0.33, 0.35), (0.33, 0.38)),
+        _line((0.67, 0.35), (0.67, 0.38)),
+        _arc(0.5, 0.55, 0.25, 0.2, 20, 160),
+    ],  # smiley
     lambda: [_arc(0.5, 0.5, 0.48, 0.48, 0, 360), _line((0.2, 0.2), (0.8, 0.8)), _line((0.8, 0.2), (0.2, 0.8))],  # circled x
     lambda: [_line((0.5, 0.02), (0.5, 0.98)), _line((0.02, 0.5), (0.98, 0.5))],  # plus
-    lambda: [_line((0.3, 0.02), (0.2, 0.98)), _line((0.75, 0.02), (0.65, 0.98)), _line((0.05, 0.33), (0.95, 0.33)),
-             _line((0.02, 0.67), (0.92, 0.67))],  # hash
+    lambda: [
+        _line((0.3, 0.02), (0.2, 0.98)),
+        _line((0.75, 0.02), (0.65, 0.98)),
+        _line((0.05, 0.33), (0.95, 0.33)),
+        _line((0.02, 0.67), (0.92, 0.67)),
+    ],  # hash
     lambda: [_line((0.02, 0.55), (0.35, 0.95), (0.98, 0.05))],  # tick
     lambda: [_line((0.02, 0.5), (0.98, 0.5), (0.7, 0.2)), _line((0.98, 0.5), (0.7, 0.8))],  # arrow
     lambda: [_line((0.5, 0.02), (0.98, 0.98), (0.02, 0.98), (0.5, 0.02))],  # triangle
     lambda: [_line((0.02, 0.02), (0.98, 0.02), (0.98, 0.98), (0.02, 0.98), (0.02, 0.02))],  # square
     lambda: [_line(*[(0.5 + 0.48 * np.sin(a), 0.5 - 0.48 * np.cos(a)) for a in np.deg2rad(np.arange(0, 721, 144))])],  # star
-    lambda: [np.concatenate([_arc(0.3, 0.3, 0.22, 0.22, 140, 360), _line((0.98, 0.45), (0.5, 0.98), (0.02, 0.45)),
-                             _arc(0.7, 0.3, 0.22, 0.22, 180, 40)])],  # heart
+    lambda: [
+        np.concatenate(
+            [_arc(0.3, 0.3, 0.22, 0.22, 140, 360), _line((0.98, 0.45), (0.5, 0.98), (0.02, 0.45)), _arc(0.7, 0.3, 0.22, 0.22, 180, 40)]
+        )
+    ],  # heart
     lambda: [_line((0.1, 0.98), (0.1, 0.4), (0.5, 0.02), (0.9, 0.4), (0.9, 0.98), (0.1, 0.98))],  # house
     lambda: [np.stack([np.linspace(0.02, 0.98, 40), 0.5 + 0.3 * np.sin(np.linspace(0, 4 * np.pi, 40))], 1)],  # wave
     lambda: [_line((0.02, 0.8), (0.25, 0.2), (0.5, 0.8), (0.75, 0.2), (0.98, 0.8))],  # zigzag
-    lambda: [np.stack([0.5 + np.linspace(0, 0.48, 80) * np.cos(np.linspace(0, 6 * np.pi, 80)),
-                       0.5 + np.linspace(0, 0.48, 80) * np.sin(np.linspace(0, 6 * np.pi, 80))], 1)],  # spiral
+    lambda: [
+        np.stack(
+            [
+                0.5 + np.linspace(0, 0.48, 80) * np.cos(np.linspace(0, 6 * np.pi, 80)),
+                0.5 + np.linspace(0, 0.48, 80) * np.sin(np.linspace(0, 6 * np.pi, 80)),
+            ],
+            1,
+        )
+    ],  # spiral
     lambda: [_arc(0.5, 0.5, 0.48, 0.48, 0, 360), _arc(0.5, 0.5, 0.2, 0.2, 0, 360)],  # rings
     lambda: [_line((0.02, 0.02), (0.98, 0.98)), _line((0.02, 0.98), (0.98, 0.02)), _line((0.5, 0.02), (0.5, 0.98))],  # asterisk
 ]
@@ -147,8 +175,7 @@ def typed(text: str, rng: np.random.Generator, font: Path | None = None) -> np.n
     face = ImageFont.truetype(str(font), 48)
     image = Image.new("L", (96, 96))
     ImageDraw.Draw(image).text((48, 48), text, fill=255, font=face, anchor="mm")
-    image = image.rotate(rng.uniform(-15, 15), resample=Image.Resampling.BILINEAR,
-                         translate=tuple(rng.uniform(-6, 6, 2)))
+    image = image.rotate(rng.uniform(-15, 15), resample=Image.Resampling.BILINEAR, translate=tuple(rng.uniform(-6, 6, 2)))
     weight = rng.integers(-1, 3)
     if weight > 0:
         image = image.filter(ImageFilter.MaxFilter(2 * weight + 1))
@@ -164,8 +191,12 @@ def sketched(glyph: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
     size = glyph.shape[0]
     lines = skeletonize(glyph > 128).astype(np.float32)
-    warp = [np.asarray(Image.fromarray(rng.normal(0, rng.uniform(1, 4), (4, 4)).astype(np.float32)).resize(
-        (size, size), Image.Resampling.BICUBIC)) for _ in range(2)]
+    warp = [
+        np.asarray(
+            Image.fromarray(rng.normal(0, rng.uniform(1, 4), (4, 4)).astype(np.float32)).resize((size, size), Image.Resampling.BICUBIC)
+        )
+        for _ in range(2)
+    ]
     rows, cols = np.mgrid[0:size, 0:size].astype(np.float32)
     lines = ndimage.map_coordinates(lines, [rows + warp[0], cols + warp[1]], order=1) > 0.2
     lines = ndimage.binary_dilation(lines, iterations=int(rng.integers(1, 5)))
@@ -184,6 +215,7 @@ def restroked(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 # -- non-digits -----------------------------------------------------------------------------------
+
 
 def scribble(rng: np.random.Generator) -> np.ndarray:
     """One to four random strokes: a hand moving with momentum, wandering and turning."""
@@ -204,8 +236,11 @@ def texture(rng: np.random.Generator) -> np.ndarray:
     kind = rng.integers(5)
     yy, xx = np.mgrid[0:size, 0:size] / size
     if kind == 0:  # smooth blobs at one or several scales: coarse noise, scaled up
-        field = sum(np.asarray(Image.fromarray(rng.normal(size=(cells, cells)).astype(np.float32)).resize(
-            (size, size), Image.Resampling.BICUBIC)) / cells for cells in rng.integers(2, 24, rng.integers(1, 4)))
+        field = sum(
+            np.asarray(Image.fromarray(rng.normal(size=(cells, cells)).astype(np.float32)).resize((size, size), Image.Resampling.BICUBIC))
+            / cells
+            for cells in rng.integers(2, 24, rng.integers(1, 4))
+        )
     elif kind == 1:  # stripes or a grid
         angle = rng.uniform(0, np.pi)
         field = np.sin((np.cos(angle) * xx + np.sin(angle) * yy) * rng.uniform(16, 50))  # 3 to 8 stripes: one bar is a 1
@@ -245,6 +280,7 @@ def digit_overlay(digits: np.ndarray, labels: np.ndarray, rng: np.random.Generat
 
 
 # -- the two sets ---------------------------------------------------------------------------------
+
 
 def _typed_symbol(digits, labels, rng):
     text = NOT_DIGITS[rng.integers(len(NOT_DIGITS))]
@@ -288,10 +324,10 @@ DIGIT_KINDS = {
 NON_DIGIT_KINDS = {
     "typed_symbol": (_typed_symbol, 0.2),
     "sketched_symbol": (_sketched_symbol, 0.2),
-    "drawn_shape": (lambda d, l, rng: (drawn(DRAWN_SHAPES[rng.integers(len(DRAWN_SHAPES))](), rng), -1), 0.2),
-    "scribble": (lambda d, l, rng: (scribble(rng), -1), 0.15),
-    "texture": (lambda d, l, rng: (texture(rng), -1), 0.15),
-    "digit_overlay": (lambda d, l, rng: (digit_overlay(d, l, rng), -1), 0.1),
+    "drawn_shape": (lambda digit, label, rng: (drawn(DRAWN_SHAPES[rng.integers(len(DRAWN_SHAPES))](), rng), -1), 0.2),
+    "scribble": (lambda digit, label, rng: (scribble(rng), -1), 0.15),
+    "texture": (lambda digit, label, rng: (texture(rng), -1), 0.15),
+    "digit_overlay": (lambda digit, label, rng: (digit_overlay(digit, label, rng), -1), 0.1),
 }
 KINDS = ("mnist", "photo", *DIGIT_KINDS, *NON_DIGIT_KINDS)  # codes in a set's `kind` array
 
@@ -341,8 +377,9 @@ def _chunk(job: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.stack(images), np.array(out_labels, np.int8), np.full(n, KINDS.index(kind), np.uint8)
 
 
-def make_set(digits: np.ndarray, labels: np.ndarray, counts: dict[str, int], seed: Sequence[int],
-             processes: int | None = None) -> dict[str, np.ndarray]:
+def make_set(
+    digits: np.ndarray, labels: np.ndarray, counts: dict[str, int], seed: Sequence[int], processes: int | None = None
+) -> dict[str, np.ndarray]:
     """Images as the model sees them (N, 28, 28) uint8, their digit (-1: not a digit) and kind
     code (KINDS), `counts[kind]` of each kind, all drawn from `seed` and `digits` alone. Kinds
     are those of DIGIT_KINDS and NON_DIGIT_KINDS, and "photo" (an MNIST digit photographed).
@@ -350,8 +387,11 @@ def make_set(digits: np.ndarray, labels: np.ndarray, counts: dict[str, int], see
     depend on the number of processes."""
     global _source
     _source = (digits, labels)
-    jobs = [(kind, min(CHUNK, n - start), (*seed, KINDS.index(kind), start // CHUNK))
-            for kind, n in counts.items() for start in range(0, n, CHUNK)]
+    jobs = [
+        (kind, min(CHUNK, n - start), (*seed, KINDS.index(kind), start // CHUNK))
+        for kind, n in counts.items()
+        for start in range(0, n, CHUNK)
+    ]
     processes = processes or os.cpu_count() or 1
     if processes > 1 and len(jobs) > 1:
         # one BLAS thread a process: to_mnist's small least-squares fits, spread over every core
@@ -362,7 +402,7 @@ def make_set(digits: np.ndarray, labels: np.ndarray, counts: dict[str, int], see
         parts = [_chunk(job) for job in jobs]
     if not parts:
         return {"images": np.zeros((0, 28, 28), np.uint8), "labels": np.zeros(0, np.int8), "kind": np.zeros(0, np.uint8)}
-    images, out_labels, kinds = (np.concatenate(column) for column in zip(*parts))
+    images, out_labels, kinds = (np.concatenate(column) for column in zip(*parts, strict=False))
     return {"images": images, "labels": out_labels, "kind": kinds}
 
 
@@ -371,4 +411,4 @@ def shares(total: int, kinds: dict[str, tuple]) -> dict[str, int]:
     names = list(kinds)
     counts = [int(total * kinds[k][1]) for k in names]
     counts[0] += total - sum(counts)
-    return dict(zip(names, counts))
+    return dict(zip(names, counts, strict=False))

@@ -12,8 +12,9 @@ import subprocess
 import urllib.error
 import urllib.request
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from . import PipelineError, write_fault
 from .stage import atomic_path
@@ -44,9 +45,7 @@ def repo_root() -> Path:
     root = os.environ.get("DVC_ROOT")
     if not root:
         try:
-            root = subprocess.run(
-                ["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True
-            ).stdout.strip()
+            root = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True).stdout.strip()
         except (OSError, subprocess.CalledProcessError):
             raise TrackingError("cannot find the repository root: run inside the git repository or through dvc") from None
     path = Path(root).resolve()
@@ -136,8 +135,13 @@ def flat_params(**sections: Any) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def run(stage: str, params: dict[str, Any] | None = None, name: str | None = None, parent_run_id: str | None = None,
-        resume_from: Path | None = None) -> Iterator[str]:
+def run(
+    stage: str,
+    params: dict[str, Any] | None = None,
+    name: str | None = None,
+    parent_run_id: str | None = None,
+    resume_from: Path | None = None,
+) -> Iterator[str]:
     """An MLflow run tagged with the stage, git commit and DVC experiment; yields its run id.
     The active run is per thread, so a child run started in another thread names its parent.
 
@@ -153,8 +157,9 @@ def run(stage: str, params: dict[str, Any] | None = None, name: str | None = Non
         tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
     with store_faults_in_one_line():
         run_id = _resumable(resume_from)
-        with mlflow.start_run(run_id=run_id, run_name=name or stage, parent_run_id=parent_run_id,
-                              nested=parent_run_id is not None, tags=tags) as active:
+        with mlflow.start_run(
+            run_id=run_id, run_name=name or stage, parent_run_id=parent_run_id, nested=parent_run_id is not None, tags=tags
+        ) as active:
             if resume_from and run_id is None:
                 with atomic_path(resume_from) as tmp:
                     tmp.write_text(active.info.run_id)
@@ -184,8 +189,10 @@ def store_faults_in_one_line() -> Iterator[None]:
         reason = write_fault(exc) or next((f for f in STORE_FAULTS if _mentions(exc, f)), None)
         if reason is None:
             raise
-        raise TrackingError(f"the MLflow store {tracking_uri()} cannot be written ({reason}); free some space or make it "
-                            "writable (or point MLFLOW_TRACKING_URI elsewhere), then run the stage again") from None
+        raise TrackingError(
+            f"the MLflow store {tracking_uri()} cannot be written ({reason}); free some space or make it "
+            "writable (or point MLFLOW_TRACKING_URI elsewhere), then run the stage again"
+        ) from None
 
 
 def _mentions(exc: BaseException | None, words: str) -> bool:
@@ -263,12 +270,25 @@ def register(model_id: str, test_metrics: dict[str, float], labels, predicted, t
     data = pd.DataFrame({"label": labels, "prediction": predicted})
     with warnings.catch_warnings(), _quiet("mlflow.models.evaluation"):  # its notes on the inferred schema and model type
         warnings.simplefilter("ignore", UserWarning)
-        candidate = mlflow.models.evaluate(data=data, targets="label", predictions="prediction", model_type="classifier",
-                                           evaluator_config={"log_model_explainability": False, "label_list": list(range(10))})
+        candidate = mlflow.models.evaluate(
+            data=data,
+            targets="label",
+            predictions="prediction",
+            model_type="classifier",
+            evaluator_config={"log_model_explainability": False, "label_list": list(range(10))},
+        )
     client = mlflow.MlflowClient()
-    version_tags = tags | {f"test.{k}": f"{v:.6g}" for k, v in test_metrics.items()} | {
-        "test_set": test_set, "evaluate_run_id": mlflow.active_run().info.run_id, "uv_lock_sha256": project_file_digest("uv.lock"),
-        "params_sha256": project_file_digest("params.yaml"), "git_commit": _git_commit()}
+    version_tags = (
+        tags
+        | {f"test.{k}": f"{v:.6g}" for k, v in test_metrics.items()}
+        | {
+            "test_set": test_set,
+            "evaluate_run_id": mlflow.active_run().info.run_id,
+            "uv_lock_sha256": project_file_digest("uv.lock"),
+            "params_sha256": project_file_digest("params.yaml"),
+            "git_commit": _git_commit(),
+        }
+    )
     with _registry_lock():  # read the champion, compare, move the alias: one experiment at a time
         version = mlflow.register_model(f"models:/{model_id}", REGISTERED_MODEL, tags=version_tags).version
         try:
@@ -278,8 +298,13 @@ def register(model_id: str, test_metrics: dict[str, float], labels, predicted, t
         if champion is None:
             alias, why = CHAMPION_ALIAS, "the first version registered"
         elif champion.tags.get("test_set") != test_set:
-            alias, why = CHALLENGER_ALIAS, (f"not compared with champion version {champion.version}: it was tested on another "
-                                            f"test set ({champion.tags.get('test_set', 'unknown')}, this one {test_set})")
+            alias, why = (
+                CHALLENGER_ALIAS,
+                (
+                    f"not compared with champion version {champion.version}: it was tested on another "
+                    f"test set ({champion.tags.get('test_set', 'unknown')}, this one {test_set})"
+                ),
+            )
         else:
             baseline = mlflow.models.EvaluationResult(mlflow.get_run(champion.tags["evaluate_run_id"]).data.metrics, {})
             n = len(labels)
@@ -287,16 +312,27 @@ def register(model_id: str, test_metrics: dict[str, float], labels, predicted, t
             ours, theirs = candidate.metrics["accuracy_score"], baseline.metrics["accuracy_score"]
             try:
                 mlflow.validate_evaluation_results(threshold, candidate, baseline)
-                alias, why = CHAMPION_ALIAS, f"beats champion version {champion.version}: test accuracy {ours:.4%} against {theirs:.4%} on the same {n} images"
+                alias, why = (
+                    CHAMPION_ALIAS,
+                    f"beats champion version {champion.version}: test accuracy {ours:.4%} against {theirs:.4%} on the same {n} images",
+                )
             except mlflow.exceptions.MlflowException:
-                alias, why = CHALLENGER_ALIAS, (f"does not beat champion version {champion.version}: test accuracy {ours:.4%} against "
-                                                f"{theirs:.4%} on the same {n} images (a tie keeps the champion)")
+                alias, why = (
+                    CHALLENGER_ALIAS,
+                    (
+                        f"does not beat champion version {champion.version}: test accuracy {ours:.4%} against "
+                        f"{theirs:.4%} on the same {n} images (a tie keeps the champion)"
+                    ),
+                )
         client.set_registered_model_alias(REGISTERED_MODEL, alias, version)
         client.set_model_version_tag(REGISTERED_MODEL, version, "decision", why)
         client.update_model_version(REGISTERED_MODEL, version, description=f"{alias}: {why}")
         if alias == CHAMPION_ALIAS and champion is not None:
-            client.update_model_version(REGISTERED_MODEL, champion.version,
-                                        description=f"was champion until version {version} beat it ({ours:.4%} against {theirs:.4%})")
+            client.update_model_version(
+                REGISTERED_MODEL,
+                champion.version,
+                description=f"was champion until version {version} beat it ({ours:.4%} against {theirs:.4%})",
+            )
     return int(version), alias, why
 
 

@@ -8,10 +8,11 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar
+from typing import TypeVar
 
 import numpy as np
 from tqdm import tqdm
@@ -64,7 +65,9 @@ def distribution(params: Distribute) -> tf.distribute.Strategy:
         cpus = [int(d.rsplit(":", 1)[1]) for d in params.devices if "cpu" in d.lower()]
         if cpus and max(cpus) > 0:  # e.g. two logical CPUs to try mirrored without a GPU
             tf.config.set_logical_device_configuration(
-                tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * (max(cpus) + 1))
+                tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * (max(cpus) + 1)
+            )
+
         def short(name: str) -> str:  # "/job:localhost/replica:0/task:0/device:GPU:0", "/gpu:0" -> "gpu:0"
             return name.lower().rsplit("device:", 1)[-1].lstrip("/")
 
@@ -74,8 +77,10 @@ def distribution(params: Distribute) -> tf.distribute.Strategy:
             raise PipelineError(f"distribute.devices: {', '.join(missing)} not on this machine; it has {', '.join(here)}")
         return tf.distribute.MirroredStrategy(list(params.devices) or None)
     if not os.environ.get("TF_CONFIG"):
-        raise PipelineError("distribute.strategy is multi_worker but TF_CONFIG is not set: set it on every machine to "
-                            "the cluster and that machine's task (README: Several devices and machines)")
+        raise PipelineError(
+            "distribute.strategy is multi_worker but TF_CONFIG is not set: set it on every machine to "
+            "the cluster and that machine's task (README: Several devices and machines)"
+        )
     return _MultiWorkerMirroredStrategy()
 
 
@@ -123,16 +128,17 @@ def off_strategy(model: keras.Model) -> keras.Model:
     return copy
 
 
-def make_optimizer(name: str, learning_rate: float, schedule: str = "constant", steps_per_epoch: int = 1,
-                   epochs: int = 1) -> keras.optimizers.Optimizer:
+def make_optimizer(
+    name: str, learning_rate: float, schedule: str = "constant", steps_per_epoch: int = 1, epochs: int = 1
+) -> keras.optimizers.Optimizer:
     """`cosine`: a linear warm-up over the first epoch from a tenth of `learning_rate` to it, then
     a cosine decay to 0 at the end of the last epoch. The step count lives in the optimizer's
     state, so a resumed run goes on with the rate it had."""
     if schedule == "cosine":
         warmup = min(steps_per_epoch, steps_per_epoch * epochs // 2)
         learning_rate = keras.optimizers.schedules.CosineDecay(
-            learning_rate / 10, decay_steps=max(1, steps_per_epoch * epochs - warmup), warmup_target=learning_rate,
-            warmup_steps=warmup)
+            learning_rate / 10, decay_steps=max(1, steps_per_epoch * epochs - warmup), warmup_target=learning_rate, warmup_steps=warmup
+        )
     if name == "sgd":
         return keras.optimizers.SGD(learning_rate, momentum=0.9)  # the tutorial's CV optimizer
     return keras.optimizers.Adam(learning_rate)
@@ -165,12 +171,19 @@ def distortions(augment: Augment, n: int, rng: np.random.Generator) -> np.ndarra
 
 def distort(images: tf.Tensor, transforms: tf.Tensor) -> tf.Tensor:
     """Apply distortions() to a batch of uint8 images (bilinear, black outside the image)."""
-    return tf.raw_ops.ImageProjectiveTransformV3(images=images, transforms=transforms, output_shape=INPUT_SHAPE[:2],
-                                                 fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=transforms, output_shape=INPUT_SHAPE[:2], fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT"
+    )
 
 
-def dataset(examples: Examples, index: np.ndarray, batch_size: int, shuffle_seed: Sequence[int] | None,
-            augment: Augment | None = None, label_smoothing: float | None = None) -> tf.data.Dataset:
+def dataset(
+    examples: Examples,
+    index: np.ndarray,
+    batch_size: int,
+    shuffle_seed: Sequence[int] | None,
+    augment: Augment | None = None,
+    label_smoothing: float | None = None,
+) -> tf.data.Dataset:
     """Batches of the examples at `index`, in an order drawn from `shuffle_seed` if given, each
     image distorted as `augment` says (with distortions drawn from the same seed). The labels are
     the digits, or with a `label_smoothing` (0 too) one-hot targets smoothed by it.
@@ -197,6 +210,7 @@ def dataset(examples: Examples, index: np.ndarray, batch_size: int, shuffle_seed
         slices = rng.permutation(index)
         if augment is not None and augment.active:
             slices = (slices, distortions(augment, len(slices), rng))
+
     def targets(i):
         digits = tf.gather(labels, i)
         if label_smoothing is None:
@@ -204,16 +218,20 @@ def dataset(examples: Examples, index: np.ndarray, batch_size: int, shuffle_seed
         return tf.one_hot(tf.cast(digits, tf.int32), NUM_CLASSES) * (1 - label_smoothing) + label_smoothing / NUM_CLASSES
 
     if isinstance(slices, tuple):
+
         def gather(i, transforms):
             return distort(tf.gather(images, i), transforms), targets(i)
     else:
+
         def gather(i):
             return tf.gather(images, i), targets(i)
+
     return tf.data.Dataset.from_tensor_slices(slices).batch(batch_size).map(gather).prefetch(1).with_options(options)
 
 
-def compile_model(model_params: Model | Callable[[], keras.Model], optimizer: keras.optimizers.Optimizer,
-                  seed: int, one_hot: bool = False) -> keras.Model:
+def compile_model(
+    model_params: Model | Callable[[], keras.Model], optimizer: keras.optimizers.Optimizer, seed: int, one_hot: bool = False
+) -> keras.Model:
     """Build (from params, or with a builder such as models.detector) and compile under the
     current strategy's scope, if any; `one_hot`: for one-hot targets instead of digits."""
     seed_everything(seed)
@@ -246,8 +264,14 @@ class Job:
     def epoch(self, number: int) -> tf.data.Dataset:
         """Epoch `number`'s batches (from 0), shuffled by (seed, number) alone, so a job resumed at
         any epoch sees the order it would have seen without the interruption."""
-        return dataset(self.examples, self.index, self.batch_size, shuffle_seed=(self.seed, number), augment=self.augment,
-                       label_smoothing=self.label_smoothing)
+        return dataset(
+            self.examples,
+            self.index,
+            self.batch_size,
+            shuffle_seed=(self.seed, number),
+            augment=self.augment,
+            label_smoothing=self.label_smoothing,
+        )
 
 
 def prepare(
@@ -276,15 +300,20 @@ def prepare(
     steps_per_epoch = -(-len(index) // batch_size)
     smoothing = label_smoothing or None  # 0: digits and the sparse loss, exactly the tutorial's computation
     with strategy.scope():  # the default strategy's scope changes nothing
-        model = compile_model(model_params, make_optimizer(optimizer, learning_rate, schedule, steps_per_epoch, epochs), seed,
-                              one_hot=smoothing is not None)
-    val = None if validation_index is None else dataset(examples, validation_index, VALIDATION_BATCH, shuffle_seed=None,
-                                                         label_smoothing=None if smoothing is None else 0.0)
+        model = compile_model(
+            model_params, make_optimizer(optimizer, learning_rate, schedule, steps_per_epoch, epochs), seed, one_hot=smoothing is not None
+        )
+    val = (
+        None
+        if validation_index is None
+        else dataset(examples, validation_index, VALIDATION_BATCH, shuffle_seed=None, label_smoothing=None if smoothing is None else 0.0)
+    )
     return Job(model, examples, index, batch_size, seed, val, augment, smoothing, strategy)
 
 
-def train(job: Job, epochs: int, on_epoch_end: EpochCallback | None = None, label: str | None = None,
-          checkpoint: Path | None = None) -> History:
+def train(
+    job: Job, epochs: int, on_epoch_end: EpochCallback | None = None, label: str | None = None, checkpoint: Path | None = None
+) -> History:
     """Train a prepared job for `epochs`, printing one line per epoch (starting with `label`, if
     given) with the time since the process first called train and an estimate of this job's time
     left, plus a live bar of the epoch's steps on a terminal; returns its per-epoch history.
@@ -310,8 +339,9 @@ def train(job: Job, epochs: int, on_epoch_end: EpochCallback | None = None, labe
         start = time.perf_counter()
         reseed_dropout(job.model, epoch)
         callbacks = [StopWhenSet(job.stop)] + ([ProgressBar(steps, f"{prefix}epoch {epoch + 1}/{epochs}")] if live else [])
-        result = job.model.fit(job.epoch(epoch), validation_data=job.validation, callbacks=callbacks,
-                               shuffle=False, verbose=0)  # shuffle: the dataset is shuffled already
+        result = job.model.fit(
+            job.epoch(epoch), validation_data=job.validation, callbacks=callbacks, shuffle=False, verbose=0
+        )  # shuffle: the dataset is shuffled already
         if job.stop.is_set():  # the caller is giving up on this job
             raise PipelineError(f"training stopped during epoch {epoch + 1} of {epochs}")
         logs = {name: float(values[-1]) for name, values in result.history.items()}
@@ -321,8 +351,10 @@ def train(job: Job, epochs: int, on_epoch_end: EpochCallback | None = None, labe
         now = time.perf_counter()
         trained += now - start
         left = trained / (epoch + 1 - done) * (epochs - epoch - 1)
-        line = (f"{prefix}epoch {epoch + 1}/{epochs}: {values} "
-                f"({duration(now - start)}; {duration(now - _started)} in, about {duration(left)} left)")
+        line = (
+            f"{prefix}epoch {epoch + 1}/{epochs}: {values} "
+            f"({duration(now - start)}; {duration(now - _started)} in, about {duration(left)} left)"
+        )
         if live:
             tqdm.write(line)  # above the bars of the jobs still training beside this one
         else:
