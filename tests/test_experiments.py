@@ -183,9 +183,9 @@ def test_workspace_temp_and_parallel_queued_experiments(tmp_path, mlflow_server,
     champion = client.get_model_version_by_alias("mnist-cnn", "champion")
     if tmp["gate_passed"]:
         assert tmp["mlflow"]["alias"] == ("champion" if better else "challenger"), tmp["mlflow"]
-        assert champion.version == str(tmp["mlflow"]["model_version"] if better else ws["mlflow"]["model_version"])
+        assert int(champion.version) == (tmp["mlflow"]["model_version"] if better else ws["mlflow"]["model_version"])
     else:
-        assert tmp["mlflow"]["model_version"] is None and champion.version == str(ws["mlflow"]["model_version"])
+        assert tmp["mlflow"]["model_version"] is None and int(champion.version) == ws["mlflow"]["model_version"]
     assert champion.source == f"models:/{reports['tmp' if tmp['gate_passed'] and better else 'ws']['export']['mlflow']['served_model_id']}"
 
     remote = server_runs(mlflow_server)
@@ -226,9 +226,9 @@ def test_a_worse_experiment_leaves_the_champion_where_it_is(pipeline_copy):
     assert worse["mlflow"]["decision"].startswith("does not beat champion version 1")
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
     client = mlflow.MlflowClient()
-    assert client.get_model_version_by_alias("mnist-cnn", "champion").version == "1"
+    assert int(client.get_model_version_by_alias("mnist-cnn", "champion").version) == 1
     challenger = client.get_model_version_by_alias("mnist-cnn", "challenger")
-    assert challenger.version == "2" and challenger.tags["dvc.exp_name"] == "worse"
+    assert int(challenger.version) == 2 and challenger.tags["dvc.exp_name"] == "worse"
     assert challenger.description == f"challenger: {worse['mlflow']['decision']}"
 
 

@@ -20,8 +20,8 @@ def test_tta_averages_each_member_over_the_image_and_its_four_one_pixel_shifts()
     training.seed_everything(0)
     members = [models.build(Model("seed_cnn", [8, 8, 8], 16, 0.0)) for _ in range(2)]
     detector = models.detector()
-    plain = models.served(members, detector, temperature=2.0, threshold=0.0)
-    augmented = models.served(members, detector, temperature=2.0, threshold=0.0, tta=1)
+    plain = models.served(models.member_logits(members), detector, temperature=2.0, threshold=0.0)
+    augmented = models.served(models.member_logits(members, tta=1), detector, temperature=2.0, threshold=0.0)
 
     def calibrated(member, x):
         logits = np.log(member.predict(x, verbose=0).astype("float64")) / 2.0

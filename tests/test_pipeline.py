@@ -237,7 +237,7 @@ def test_mlflow_runs(pipeline):
     evaluation = read_json(pipeline / "reports" / "eval.json")
     assert evaluation["gate_passed"]
     champion = mlflow.MlflowClient().get_model_version_by_alias("mnist-cnn", "champion")
-    assert champion.version == str(evaluation["mlflow"]["model_version"]) and evaluation["mlflow"]["alias"] == "champion"
+    assert int(champion.version) == evaluation["mlflow"]["model_version"] and evaluation["mlflow"]["alias"] == "champion"
     test_files = [hashlib.md5((pipeline / "data" / "prepared" / f"test_{n}.npy").read_bytes()).hexdigest() for n in ("images", "labels")]
     assert champion.tags["test_set"] == "+".join(test_files) and champion.tags["uv_lock_sha256"] == lock
     assert float(champion.tags["test.test_acc"]) == pytest.approx(evaluation["accuracy"])

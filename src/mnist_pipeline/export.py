@@ -27,7 +27,8 @@ def load_keras(path: Path | str) -> keras.Model:
 def to_tflite(model: keras.Model, path: Path, saved_model: Path | None = None, weights: str = "float32") -> None:
     """Convert through a SavedModel with a `serve` signature, kept at `saved_model` if given.
     `weights="int8"`: LiteRT's dynamic-range quantization, weights stored as int8 and the
-    activations quantized on the fly, a quarter of the size and about twice as fast on a CPU."""
+    activations quantized on the fly: a quarter of the size; how much faster depends on the CPU
+    (bench/predict_models.py measures it)."""
     with tempfile.TemporaryDirectory() as scratch:
         directory = saved_model or Path(scratch) / SAVED_MODEL
         model.export(str(directory), format="tf_saved_model", verbose=False)

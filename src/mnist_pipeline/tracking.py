@@ -8,6 +8,7 @@ import hashlib
 import importlib.metadata
 import logging
 import os
+import sqlite3
 import subprocess
 import urllib.error
 import urllib.request
@@ -95,7 +96,21 @@ def connect(enabled: bool = True) -> None:
             ) from None
     mlflow.set_tracking_uri(uri)
     with store_faults_in_one_line():
+        _probe_sqlite(uri)
         _open_experiment(uri)
+
+
+def _probe_sqlite(uri: str) -> None:
+    """Open a SQLite store once, as MLflow will: MLflow retries an engine that cannot open its
+    file for some 100 s before it gives up, the same fault that this answers at once."""
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri.removeprefix("sqlite:///"))
+    if str(path) == ":memory:":
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA schema_version").fetchone()
 
 
 def _open_experiment(uri: str) -> None:
