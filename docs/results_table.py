@@ -78,15 +78,21 @@ ROWS = {
 }
 
 
+RECORDED_COLUMNS = {  # bench/full_run_results.json's runs with metrics, as the table's columns name them
+    "tutorial-avx2": "default, this calibration, AVX2 CPU",
+    "strong": "strong preset",
+}
+
+
 def render(files: dict) -> str:
     runs, report = files["runs"], files["report"]
     default = column(files["eval"] | files["cv"], report["test_accuracy"])
     served = files["predict"].get("median_s", {}).get(f"{report['served']}.tflite")
     default["predict"] = f"{served['directory']:.2f} s / {served['one_image']:.2f} s" if served else "not measured"
-    strong_run = runs.get("strong")
-    strong = column(strong_run["metrics"], strong_run["test_accuracy"]) if strong_run else {}
-    lines = ["| | default | strong preset |", "|---|---|---|"]
-    lines += [f"| {label} | {default[key]} | {strong.get(key, 'not measured')} |" for key, label in ROWS.items()]
+    recorded = {name: column(run["metrics"], run["test_accuracy"]) for name, run in runs.items() if "metrics" in run}
+    columns = [("default (committed `metrics/`)", default)] + [(label, recorded.get(name, {})) for name, label in RECORDED_COLUMNS.items()]
+    lines = ["| | " + " | ".join(label for label, _ in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    lines += [f"| {label} | " + " | ".join(c.get(key, "not measured") for _, c in columns) + " |" for key, label in ROWS.items()]
 
     def timing(name: str, what: str) -> str:
         run = runs.get(name)
@@ -109,8 +115,12 @@ def render(files: dict) -> str:
     intro = (
         "Each run in a fresh clone, CPU only, one after the other (`python bench/full_run.py [--recipe strong]`): "
         f"{timing('tutorial', 'the default `params.yaml` (the tutorial protocol)')}; {timing('strong', 'the strong preset')}. "
-        "The default's figures are the committed `metrics/*.json` and `reports/eval.json`, the strong preset's "
-        "`bench/full_run_results.json`." + intro_install
+        "The default's figures are the committed `metrics/*.json` and `reports/eval.json` (a run on an AVX-512 CPU, "
+        "with the calibration before 811ea8e: `dvc repro` reruns export and evaluate), the other columns' "
+        "`bench/full_run_results.json`, with what each run was and the machine it ran on"
+        + (f" ({avx2['machine']}: {avx2['what']})" if (avx2 := runs.get("tutorial-avx2")) else "")
+        + "."
+        + intro_install
     )
     outro = (
         f"The project's non-digits are made by `synthesize` with other seeds than the detector learnt from; "
