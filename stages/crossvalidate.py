@@ -22,7 +22,7 @@ import keras  # noqa: E402, I001  (after training, which imports it with TensorF
 import numpy as np  # noqa: E402
 from sklearn.model_selection import KFold  # noqa: E402
 
-from mnist_pipeline import evaluation, mnist, tracking, training  # noqa: E402
+from mnist_pipeline import evaluation, mnist, models, tracking, training  # noqa: E402
 
 PREPARED = Path("data/prepared")
 CACHE = Path(".cache/crossvalidate")
@@ -32,6 +32,7 @@ OUT_OF_FOLD = "out_of_fold_probabilities.npy"
 
 def main() -> None:
     strategy = training.distribution(p.distribute)
+    precision = training.set_precision(p.distribute.precision)
     side_by_side = p.distribute.strategy == "none"
     if side_by_side:
         training.one_thread_per_op()
@@ -39,6 +40,7 @@ def main() -> None:
     tracking.connect(enabled=chief)
     data = mnist.load_prepared(PREPARED, "train")
     run_params = tracking.flat_params(model=p.model, augment=p.augment, cv=p.cv, distribute=p.distribute)
+    run_params["precision_used"] = precision
     cache = CACHE / stage.cache_key(run_params, [data.images, data.labels], [__file__, *stage.library_sources()])
     splits = list(KFold(p.cv.folds, shuffle=True, random_state=p.cv.random_state).split(data.labels))
     folds, todo = [], []
@@ -86,7 +88,7 @@ def main() -> None:
                 # The last epoch's validation is the final model scored on the held-out fold.
                 scores = {"loss": history["val_loss"][-1], "accuracy": history["val_accuracy"][-1]}
                 tracking.log_metrics(scores)
-            job.model.save(saved / "model.keras")
+            models.in_float32(job.model).save(saved / "model.keras")
             result = {"fold": fold, **scores, "history": history, "mlflow_run_id": run_id}
             stage.write_json(saved / "result.json", result)
             return result
@@ -107,7 +109,7 @@ def main() -> None:
 
 def save(folds: list[dict], cache: Path, parent_id: str, data: mnist.Dataset, splits: list) -> None:
     """The fold models with their out-of-fold probabilities (each training image as predicted by
-    the fold model that did not train on it: export calibrates on them), the summary in
+    the fold model that did not train on it), the summary in
     metrics/cv.json (headline) and reports/cv.json (each fold, MLflow ids) and MLflow, and the plots."""
     accuracies = [f["accuracy"] for f in folds]
     summary = {"accuracy_mean": float(np.mean(accuracies)), "accuracy_std": float(np.std(accuracies))}

@@ -28,10 +28,11 @@ def load(split: str) -> dict[str, np.ndarray]:
 
 
 def main() -> None:
+    precision = training.set_precision(p.distribute.precision)
     tracking.connect()
     train, val = load("train"), load("val")
     is_digit = (train["labels"] >= 0).astype(np.uint8)
-    run_params = tracking.flat_params(detector=p.detector)
+    run_params = tracking.flat_params(detector=p.detector) | {"distribute.precision": p.distribute.precision, "precision_used": precision}
     cache = CACHE / stage.cache_key(run_params, [train["images"], is_digit], [__file__, *stage.library_sources()])
     with tracking.run("detector", run_params, resume_from=cache / "mlflow_run_id") as run_id:
         print(
@@ -49,11 +50,12 @@ def main() -> None:
             seed=p.detector.seed,
         )
         training.train(job, p.detector.epochs, tracking.log_epoch, checkpoint=cache)
-        logits = evaluation.log_odds(job.model.predict(val["images"], batch_size=1000, verbose=0))
+        model = models.in_float32(job.model)  # the threshold is set on the model that is served
+        logits = evaluation.log_odds(model.predict(val["images"], batch_size=1000, verbose=0))
         threshold, report = evaluation.digit_threshold(logits, val["labels"] >= 0, val["kind"], synthetic.KINDS, p.detector.false_flag_rate)
         tracking.log_metrics({f"val_flagged.{kind}": share for kind, share in report["flagged"].items()})
         with stage.atomic_path(OUT, directory=True) as tmp:
-            job.model.save(tmp / "model.keras")
+            model.save(tmp / "model.keras")
             stage.write_json(tmp / "threshold.json", {"log_odds": threshold, "false_flag_rate": p.detector.false_flag_rate})
         stage.write_json("reports/detector.json", report | {"threshold_log_odds": threshold, "mlflow": {"run_id": run_id}})
     shutil.rmtree(cache, ignore_errors=True)

@@ -14,7 +14,7 @@ p = stage.load_params()  # first: a typo in params.yaml answers before TensorFlo
 
 import numpy as np  # noqa: E402
 
-from mnist_pipeline import mnist, tracking, training  # noqa: E402
+from mnist_pipeline import mnist, models, tracking, training  # noqa: E402
 
 PREPARED = Path("data/prepared")
 MODEL = Path("models/model.keras")
@@ -23,10 +23,12 @@ CACHE = Path(".cache/train")
 
 def main() -> None:
     strategy = training.distribution(p.distribute)
+    precision = training.set_precision(p.distribute.precision)
     chief = training.is_chief(strategy)
     tracking.connect(enabled=chief)
     data = mnist.load_prepared(PREPARED, "train")
     run_params = tracking.flat_params(model=p.model, augment=p.augment, train=p.train, distribute=p.distribute)
+    run_params["precision_used"] = precision
     cache = CACHE / stage.cache_key(run_params, [data.images, data.labels], [__file__, *stage.library_sources()])
     with tracking.run("train", run_params, resume_from=cache / "mlflow_run_id") as run_id:
         replicas = f" on {strategy.num_replicas_in_sync} replicas" if p.distribute.strategy != "none" else ""
@@ -55,7 +57,8 @@ def main() -> None:
 
 
 def save(model, history: dict, data: mnist.Dataset, run_id: str) -> None:
-    """The model, its MLflow copy, the history plot data and reports/train.json."""
+    """The model (in float32, whatever it trained in), its MLflow copy, the history plot data and reports/train.json."""
+    model = models.in_float32(model)
     with stage.atomic_path(MODEL) as tmp:
         model.save(tmp)
     model_id = tracking.log_keras_model(training.off_strategy(model), data.images[:8].astype("float32"))

@@ -80,8 +80,11 @@ def test_dvc_yaml_params_are_exactly_the_sections_each_stage_reads():
     for name, spec in stages.items():
         source = (ROOT / "stages" / f"{name}.py").read_text()
         read = set(re.findall(r"\bp\.(\w+)\b", source))
-        assert set(spec.get("params", [])) == read, name
+        declared = spec.get("params", [])
+        assert {d.split(".")[0] for d in declared} == read, name
         assert read <= set(params.SECTIONS), name
+        for section, key in (d.split(".") for d in declared if "." in d):  # one key of a section: the stage reads it alone
+            assert set(re.findall(rf"\bp\.{section}\.(\w+)", source)) == {key}, name
 
 
 def test_dvc_yaml_lists_every_library_module_a_stage_imports():
@@ -134,6 +137,8 @@ def test_the_strong_preset_changes_only_the_recipe_and_its_keys_are_checked():
     assert strong.augment.active and strong.cv.schedule == strong.train.schedule == "cosine"
     assert strong.model.name == "bn_cnn" and strong.export.serve == "ensemble" and strong.export.tta == 1
     assert strong.cv.label_smoothing == strong.train.label_smoothing > 0
+    assert p.distribute.precision == "float32" and strong.distribute.precision == "auto"
+    assert strong.distribute.strategy == p.distribute.strategy and strong.distribute.devices == p.distribute.devices
     assert (strong.data, strong.cv.folds, strong.synthetic, strong.detector, strong.evaluate) == (
         p.data,
         p.cv.folds,
@@ -149,8 +154,10 @@ def test_the_strong_preset_changes_only_the_recipe_and_its_keys_are_checked():
     raw["train"]["label_smoothing"] = 0.7
     raw["export"]["serve"] = "folds"
     raw["export"]["tta"] = 5
+    raw["distribute"]["precision"] = "bfloat16"
     assert sorted(problems(raw)) == sorted(
         [
+            "distribute.precision: 'bfloat16' is not allowed; expected one of float32, mixed_bfloat16, mixed_float16, auto",
             "model.dropout: 1.5 is not allowed; expected a number from 0 to 0.9",
             "augment.rotation: -5 is not allowed; expected a number from 0 to 45",
             "augment.zom: unknown key; did you mean augment.zoom?",

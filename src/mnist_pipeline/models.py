@@ -28,7 +28,7 @@ def seed_cnn(conv_filters: list[int], dense_units: int, dropout: float) -> keras
             layers.MaxPooling2D(2),
             layers.Flatten(),
             layers.Dense(dense_units, activation="relu", kernel_initializer="he_uniform"),
-            layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities"),
+            layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities", dtype=_output_dtype()),
         ],
         name="seed_cnn",
     )
@@ -59,13 +59,39 @@ def bn_cnn(conv_filters: list[int], dense_units: int, dropout: float) -> keras.M
             layers.Flatten(),
             *normed(layers.Dense(dense_units, use_bias=False, kernel_initializer="he_uniform")),
             layers.Dropout(dropout),
-            layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities"),
+            layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities", dtype=_output_dtype()),
         ],
         name="bn_cnn",
     )
 
 
 BUILDERS = {"seed_cnn": seed_cnn, "bn_cnn": bn_cnn}
+
+
+def _output_dtype() -> str | None:
+    """The last layer's: float32 under a mixed policy (training.set_precision), where a softmax
+    in bfloat16 or float16 would round the probabilities and the loss; else the policy's own."""
+    return "float32" if keras.config.dtype_policy().compute_dtype != "float32" else None
+
+
+def in_float32(model: keras.Model) -> keras.Model:
+    """The model with every layer computing in float32, same weights (a mixed policy keeps its
+    variables in float32 already): what is saved and served, whatever the training precision."""
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+
+    def float32(config):
+        if isinstance(config, dict):
+            if config.get("class_name") == "DTypePolicy":
+                return config | {"config": config["config"] | {"name": "float32"}}
+            return {key: float32(value) for key, value in config.items()}
+        if isinstance(config, list):
+            return [float32(value) for value in config]
+        return config
+
+    copy = model.__class__.from_config(float32(model.get_config()))
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def build(params: Model) -> keras.Model:
@@ -91,7 +117,7 @@ def detector() -> keras.Model:
             layers.Dropout(0.3),
             layers.Dense(128, activation="relu", kernel_initializer="he_uniform"),
             layers.Dropout(0.3),
-            layers.Dense(2, activation="softmax", name="digit_or_not"),
+            layers.Dense(2, activation="softmax", name="digit_or_not", dtype=_output_dtype()),
         ],
         name="detector",
     )

@@ -24,6 +24,7 @@ SCHEDULES = ("constant", "cosine")
 SERVED = ("final", "ensemble")
 WEIGHTS = ("int8", "float32")
 STRATEGIES = ("none", "mirrored", "multi_worker")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
 MNIST_TRAIN_SIZE, MNIST_TEST_SIZE = 60_000, 10_000
 
 
@@ -119,7 +120,8 @@ class Train:
 
 @dataclass(frozen=True)
 class Distribute:
-    """How crossvalidate and train spread over devices (tf.distribute); docs/team-and-scaling.md: Several devices and machines."""
+    """How crossvalidate and train spread over devices (tf.distribute); docs/team-and-scaling.md: Several devices and machines.
+    `precision` (crossvalidate, train and detector): Keras's dtype policy while training (training.set_precision)."""
 
     strategy: str = _choice(STRATEGIES, default="none")
     devices: list = _rule(
@@ -127,6 +129,7 @@ class Distribute:
         "a list of devices such as /gpu:0 or /cpu:1",
         default=(),
     )
+    precision: str = _choice(PRECISIONS, default="float32")
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,38 @@ def seed_everything(seed: int) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
+def native_bfloat16() -> str | None:
+    """What computes bfloat16 natively here: a GPU, or a CPU flag (x86's avx512_bf16 or AMX,
+    Arm's bf16); None where bfloat16 would be emulated, several times slower than float32."""
+    if tf.config.list_physical_devices("GPU"):
+        return "a GPU"
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:  # not Linux
+        return None
+    return next((f"the CPU's {flag}" for flag in ("amx_bf16", "avx512_bf16", "bf16") if flag in flags), None)
+
+
+def set_precision(requested: str) -> str:
+    """Set Keras's dtype policy for the models built next (distribute.precision) and return it.
+    `auto`: mixed_bfloat16 where bfloat16 is native (native_bfloat16), else float32. A mixed
+    policy the hardware cannot run fast is one clear error before any training starts."""
+    native = None if requested == "float32" else native_bfloat16()
+    if requested == "auto":
+        policy = "mixed_bfloat16" if native else "float32"
+        print(f"precision: auto -> {policy} ({native or 'no GPU and no native bfloat16 in this CPU'})", flush=True)
+    else:
+        policy = requested
+        if (policy == "mixed_bfloat16" and not native) or (policy == "mixed_float16" and native != "a GPU"):
+            needs = "a GPU" if policy == "mixed_float16" else "a GPU or a CPU with avx512_bf16, AMX or Arm's bf16"
+            raise PipelineError(
+                f"distribute.precision: {policy} needs {needs}; this machine has none, and would emulate it "
+                "several times slower than float32: use float32 or auto"
+            )
+    keras.config.set_dtype_policy(policy)
+    return policy
+
+
 def distribution(params: Distribute) -> tf.distribute.Strategy:
     """The tf.distribute strategy `params` names. Call it before TensorFlow runs anything: it may
     split the CPU into logical devices, and a multi-worker strategy must start before any op.

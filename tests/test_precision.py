@@ -1,0 +1,55 @@
+"""distribute.precision: Keras's mixed precision while training, float32 whatever is saved."""
+
+from __future__ import annotations
+
+import numpy as np
+from helpers import MIRROR, copy_repo, run, update_params
+
+from mnist_pipeline import mnist, models, training
+from mnist_pipeline.params import Model
+
+keras = training.keras  # imported with TensorFlow's banner silenced
+
+
+def test_a_model_trained_in_bfloat16_is_saved_and_served_in_float32(tmp_path):
+    data = mnist.load_split(MIRROR, "train")
+    images, labels = data.images[:512], data.labels[:512]
+    try:
+        keras.config.set_dtype_policy("mixed_bfloat16")  # emulated on a CPU without it: slow, but a tiny model
+        job = training.prepare(
+            Model("bn_cnn", [8, 8, 8], 16, 0.1),
+            training.to_tensors(images, labels),
+            np.arange(len(labels)),
+            batch_size=64,
+            optimizer="adam",
+            learning_rate=0.003,
+            seed=0,
+        )
+        assert job.model.layers[2].compute_dtype == "bfloat16" and job.model.layers[-1].compute_dtype == "float32"
+        training.train(job, 1, lambda epoch, logs: None)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    served = models.in_float32(job.model)
+    assert {layer.dtype_policy.name for layer in served.layers} == {"float32"}
+    for ours, theirs in zip(served.get_weights(), job.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    bf16, f32 = job.model.predict(images[:64], verbose=0), served.predict(images[:64], verbose=0)
+    assert f32.dtype == np.float32 and np.abs(f32 - bf16).max() < 0.05  # bfloat16 keeps 8 bits of mantissa
+    served.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert {layer.dtype_policy.name for layer in loaded.layers} == {"float32"}
+    np.testing.assert_array_equal(loaded.predict(images[:64], verbose=0), f32)
+    float32 = models.build(Model("seed_cnn", [8, 8, 8], 16, 0.0))
+    assert models.in_float32(float32) is float32, "a float32 model is saved as it is"
+
+
+def test_a_precision_this_machine_would_emulate_is_one_line_before_training(tmp_path):
+    repo = copy_repo(tmp_path / "repo")
+    update_params(repo, {"distribute": {"precision": "mixed_float16"}})
+    result = run(repo, "python", "stages/train.py", check=False, PYTHONPATH="src", CUDA_VISIBLE_DEVICES="")  # no GPU seen
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == (
+        "error: distribute.precision: mixed_float16 needs a GPU; this machine has none, and would emulate it "
+        "several times slower than float32: use float32 or auto"
+    )
+    assert not (repo / "models").exists() and not (repo / "mlflow.db").exists(), "nothing trained, nothing logged"
