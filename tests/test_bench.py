@@ -16,7 +16,17 @@ from helpers import ROOT, read_json, run
 
 from mnist_pipeline import imaging
 
-SCRIPTS = ["bench.py", "predict_models.py", "profile_ops.py", "scaling.py", "scans.py", "serve.py", "stroke_widths.py", "strong.py"]
+SCRIPTS = [
+    "bench.py",
+    "precision.py",
+    "predict_models.py",
+    "profile_ops.py",
+    "scaling.py",
+    "scans.py",
+    "serve.py",
+    "stroke_widths.py",
+    "strong.py",
+]
 
 
 def tiny(script: str, out: Path, *args: str, repo: Path = ROOT) -> dict:
@@ -76,6 +86,15 @@ def test_strong(tmp_path):
     results = tiny("strong.py", tmp_path / "strong.json")
     assert len(results["images_per_s"]) == 5 and all(rate > 0 for rate in results["images_per_s"].values())
     assert results["training_flops_per_image"] > 1e6 and results["matmul_flops_per_s"] > 1e8
+
+
+def test_precision(tmp_path):
+    results = tiny("precision.py", tmp_path / "precision.json")
+    [(model, rates)] = results["median_images_per_s"].items()
+    assert model.startswith("tutorial CNN") and {"float32", "mixed_bfloat16"} <= set(rates) and all(r > 0 for r in rates.values())
+    assert results["speedup_over_float32"][model]["float32"] == 1
+    native_flags = {"avx512_bf16", "amx_bf16", "bf16"} & set(results["cpu_flags"])
+    assert results["native_bfloat16"] == "a GPU" or (results["native_bfloat16"] is None) == (not native_flags)
 
 
 def test_predict_models(pipeline, tmp_path):

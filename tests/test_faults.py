@@ -31,24 +31,25 @@ def lines(text: str) -> list[str]:
 
 
 def test_predict_prints_every_answer_when_its_debug_images_fill_the_disk(tmp_path, tiny_model):
+    N = 1000  # a batch of photos, as a user's directory holds them
     test = mnist.load_split(MIRROR, "t10k")
     images = tmp_path / "images"
     images.mkdir()
-    for i in range(300):
-        Image.fromarray(test.images[i, ..., 0]).save(images / f"{i:03d}.png")
+    for i in range(N):
+        Image.fromarray(test.images[i, ..., 0]).save(images / f"{i:04d}.png")
     debug, kept = tmp_path / "debug", tmp_path / "kept"
     predict = f"{sys.executable} -m mnist_pipeline.cli predict --json --model {tiny_model} --debug-dir {debug} {images}"
-    # 16 KiB hold some of the 300 debug images; what was written is copied out before the tmpfs goes
+    # 16 KiB hold some of the debug images; what was written is copied out before the tmpfs goes
     command = on_tmpfs(debug, "size=16k", f"{predict}; status=$?; cp -r {debug} {kept}; exit $status")
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1
     answers = json.loads(result.stdout)
-    assert len(answers) == 300 and all(a["digit"] in range(10) for a in answers)
+    assert len(answers) == N and all(a["digit"] in range(10) for a in answers)
     [warning] = lines(result.stderr)
     assert warning.startswith("mnist-pipeline: warning: ") and "debug images not written to" in warning
     assert "no space left on the device" in warning and "the answers above are complete" in warning
     written = sorted(kept.glob("*.png"))
-    assert 0 < len(written) < 300 and f"{300 - len(written)} of 300 debug images not written" in warning
+    assert 0 < len(written) < N and f"{N - len(written)} of {N} debug images not written" in warning
     for png in written:  # every image that is there is whole
         with Image.open(png) as image:
             assert np.asarray(image).shape == (28, 28)
