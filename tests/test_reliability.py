@@ -114,6 +114,12 @@ def test_a_killed_detector_resumes_after_its_last_epoch_and_ends_where_an_uninte
     assert without_run_ids(read_json(repo / "reports" / "detector.json")) == without_run_ids(report)
 
 
+def predict_one_blank_image(tmp_path, model: Path) -> subprocess.CompletedProcess:
+    Image.new("L", (28, 28)).save(tmp_path / "one.png")
+    command = ["mnist-pipeline", "predict", "--model", str(model), str(tmp_path / "one.png")]
+    return subprocess.run(command, env=env_for(tmp_path), capture_output=True, text=True, timeout=120)
+
+
 def test_a_keras_file_with_code_in_it_is_refused(tmp_path):
     import keras
 
@@ -122,14 +128,7 @@ def test_a_keras_file_with_code_in_it_is_refused(tmp_path):
     )
     path = tmp_path / "evil.keras"
     model.save(path)
-    Image.new("L", (28, 28)).save(tmp_path / "one.png")
-    result = subprocess.run(
-        ["mnist-pipeline", "predict", "--model", str(path), str(tmp_path / "one.png")],
-        env=env_for(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = predict_one_blank_image(tmp_path, path)
     assert result.returncode == 2
     assert "not a loadable Keras model" in result.stderr and "safe_mode" in result.stderr
     assert "Traceback" not in result.stderr
@@ -139,12 +138,5 @@ def test_a_keras_file_with_code_in_it_is_refused(tmp_path):
 def test_a_broken_tflite_file_is_refused(tmp_path, content):
     path = tmp_path / "broken.tflite"
     path.write_bytes(content)
-    Image.new("L", (28, 28)).save(tmp_path / "one.png")
-    result = subprocess.run(
-        ["mnist-pipeline", "predict", "--model", str(path), str(tmp_path / "one.png")],
-        env=env_for(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = predict_one_blank_image(tmp_path, path)
     assert result.returncode == 2 and "not a valid TFLite model" in result.stderr and "Traceback" not in result.stderr
