@@ -48,6 +48,7 @@ def load(root: Path = ROOT) -> dict:
         "eval": read("metrics/eval.json"),
         "cv": read("metrics/cv.json"),
         "report": read("reports/eval.json"),
+        "export": read("reports/export.json"),
         "runs": read("bench/full_run_results.json"),
         "predict": read("bench/predict_models_results.json"),
     }
@@ -90,7 +91,8 @@ def render(files: dict) -> str:
     served = files["predict"].get("median_s", {}).get(f"{report['served']}.tflite")
     default["predict"] = f"{served['directory']:.2f} s / {served['one_image']:.2f} s" if served else "not measured"
     recorded = {name: column(run["metrics"], run["test_accuracy"]) for name, run in runs.items() if "metrics" in run}
-    columns = [("default (committed `metrics/`)", default)] + [(label, recorded.get(name, {})) for name, label in RECORDED_COLUMNS.items()]
+    names = list(RECORDED_COLUMNS) + [name for name in recorded if name not in RECORDED_COLUMNS]
+    columns = [("default (committed `metrics/`)", default)] + [(RECORDED_COLUMNS.get(name, name), recorded.get(name, {})) for name in names]
     lines = ["| | " + " | ".join(label for label, _ in columns) + " |", "|---" * (len(columns) + 1) + "|"]
     lines += [f"| {label} | " + " | ".join(c.get(key, "not measured") for _, c in columns) + " |" for key, label in ROWS.items()]
 
@@ -115,8 +117,13 @@ def render(files: dict) -> str:
     intro = (
         "Each run in a fresh clone, CPU only, one after the other (`python bench/full_run.py [--recipe strong]`): "
         f"{timing('tutorial', 'the default `params.yaml` (the tutorial protocol)')}; {timing('strong', 'the strong preset')}. "
-        "The default's figures are the committed `metrics/*.json` and `reports/eval.json` (a run on an AVX-512 CPU, "
-        "with the calibration before 811ea8e: `dvc repro` reruns export and evaluate), the other columns' "
+        "The default's figures are the committed `metrics/*.json` and `reports/eval.json`"
+        + (
+            ""
+            if "calibration" in files["export"]
+            else " (written by a run before the calibration of 811ea8e: `dvc repro` reruns export and evaluate)"
+        )
+        + ", the other columns' "
         "`bench/full_run_results.json`, with what each run was and the machine it ran on"
         + (f" ({avx2['machine']}: {avx2['what']})" if (avx2 := runs.get("tutorial-avx2")) else "")
         + "."

@@ -30,8 +30,9 @@ FOLD_MODELS = Path("models/folds")
 DETECTOR = Path("models/detector")
 EXPORT = Path("models/export")
 PREPARED = Path("data/prepared")
-# The temperatures are fitted on distorted training digits: images none of the members trained on (the
-# final model trains on all 60,000, so no MNIST image but the test set's is held out from every member).
+# The temperatures are fitted on distorted training digits: copies none of the members trained on as
+# they are (the final model trains on all 60,000, so no MNIST image but the test set's is held out from
+# every member; with `augment` on, the members saw distortions of the same kind).
 CALIBRATION_IMAGES, CALIBRATION_SEED = 10_000, 0
 
 

@@ -88,13 +88,15 @@ def test_strong(tmp_path):
     assert results["training_flops_per_image"] > 1e6 and results["matmul_flops_per_s"] > 1e8
 
 
+@pytest.mark.slow  # bfloat16 emulated where the CPU lacks it: a minute or two
 def test_precision(tmp_path):
     results = tiny("precision.py", tmp_path / "precision.json")
-    [(model, rates)] = results["median_images_per_s"].items()
-    assert model.startswith("tutorial CNN") and {"float32", "mixed_bfloat16"} <= set(rates) and all(r > 0 for r in rates.values())
-    assert results["speedup_over_float32"][model]["float32"] == 1
-    native_flags = {"avx512_bf16", "amx_bf16", "bf16"} & set(results["cpu_flags"])
-    assert results["native_bfloat16"] == "a GPU" or (results["native_bfloat16"] is None) == (not native_flags)
+    [(model, runs)] = results["runs"].items()
+    assert model.startswith("tutorial CNN") and set(runs) >= {"float32", "mixed_bfloat16"}
+    assert all(len(values) == results["rounds"] == 1 and values[0] > 0 for values in runs.values())
+    speedup = results["speedup_over_float32"][model]["mixed_bfloat16"]
+    assert speedup == pytest.approx(runs["mixed_bfloat16"][0] / runs["float32"][0])
+    assert results["machine"] and isinstance(results["cpu_flags"], list)
 
 
 def test_predict_models(pipeline, tmp_path):

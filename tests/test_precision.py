@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from helpers import MIRROR, copy_repo, run, update_params
 
-from mnist_pipeline import mnist, models, training
+from mnist_pipeline import PipelineError, mnist, models, training
 from mnist_pipeline.params import Model
 
 keras = training.keras  # imported with TensorFlow's banner silenced
@@ -25,7 +26,7 @@ def test_a_model_trained_in_bfloat16_is_saved_and_served_in_float32(tmp_path):
             learning_rate=0.003,
             seed=0,
         )
-        assert job.model.layers[2].compute_dtype == "bfloat16" and job.model.layers[-1].compute_dtype == "float32"
+        assert job.model.layers[1].compute_dtype == "bfloat16" and job.model.layers[-1].compute_dtype == "float32"
         training.train(job, 1, lambda epoch, logs: None)
     finally:
         keras.config.set_dtype_policy("float32")
@@ -49,7 +50,35 @@ def test_a_precision_this_machine_would_emulate_is_one_line_before_training(tmp_
     result = run(repo, "python", "stages/train.py", check=False, PYTHONPATH="src", CUDA_VISIBLE_DEVICES="")  # no GPU seen
     assert result.returncode == 1, result.stderr
     assert result.stderr.strip() == (
-        "error: distribute.precision: mixed_float16 needs a GPU; this machine has none, and would emulate it "
-        "several times slower than float32: use float32 or auto"
+        "error: distribute.precision: mixed_float16 needs a GPU (compute capability 7.0 or more); this machine has none, "
+        "and would emulate it several times slower than float32: use float32 or auto"
     )
     assert not (repo / "models").exists() and not (repo / "mlflow.db").exists(), "nothing trained, nothing logged"
+
+
+@pytest.mark.parametrize(
+    "hardware, requested, policy",
+    [
+        (None, "float32", "float32"),
+        (None, "auto", "float32"),
+        (None, "mixed_bfloat16", None),
+        ("the CPU's avx512_bf16", "auto", "mixed_bfloat16"),
+        ("the CPU's amx_bf16", "mixed_bfloat16", "mixed_bfloat16"),
+        ("the CPU's avx512_bf16", "mixed_float16", None),
+        ("a GPU", "auto", "mixed_bfloat16"),
+        ("a GPU", "mixed_float16", "mixed_float16"),
+    ],
+)
+def test_auto_takes_bfloat16_where_the_hardware_has_it_and_emulation_is_refused(monkeypatch, hardware, requested, policy):
+    """The hardware as training.native_bfloat16 and gpu_capability would find it on other machines."""
+    monkeypatch.setattr(training, "native_bfloat16", lambda: hardware)
+    monkeypatch.setattr(training, "gpu_capability", lambda: (9, 0) if hardware == "a GPU" else None)
+    try:
+        if policy is None:
+            with pytest.raises(PipelineError, match=f"distribute.precision: {requested} needs .*use float32 or auto"):
+                training.set_precision(requested)
+            assert keras.config.dtype_policy().name == "float32", "nothing set"
+        else:
+            assert training.set_precision(requested) == policy and keras.config.dtype_policy().name == policy
+    finally:
+        keras.config.set_dtype_policy("float32")

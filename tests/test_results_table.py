@@ -16,6 +16,7 @@ FILES = [
     "metrics/eval.json",
     "metrics/cv.json",
     "reports/eval.json",
+    "reports/export.json",
     "bench/full_run_results.json",
     "bench/predict_models_results.json",
 ]

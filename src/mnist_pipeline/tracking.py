@@ -103,13 +103,14 @@ def connect(enabled: bool = True) -> None:
 def _probe_sqlite(uri: str) -> None:
     """Open a SQLite store once, as MLflow will: MLflow retries an engine that cannot open its
     file for some 100 s before it gives up, the same fault that this answers at once."""
-    if not uri.startswith("sqlite:///"):
-        return
-    path = Path(uri.removeprefix("sqlite:///"))
-    if str(path) == ":memory:":
-        return
+    import sqlalchemy
+
+    url = sqlalchemy.engine.make_url(uri)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:") or url.query.get("uri") == "true":
+        return  # in memory, or a file: URI whose mode SQLite's own options decide
+    path = Path(url.database)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.closing(sqlite3.connect(path)) as db:
+    with contextlib.closing(sqlite3.connect(path, timeout=30)) as db:
         db.execute("PRAGMA schema_version").fetchone()
 
 

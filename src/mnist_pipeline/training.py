@@ -50,10 +50,17 @@ def seed_everything(seed: int) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
+def gpu_capability() -> tuple[int, int] | None:
+    """The compute capability of this machine's first GPU, None without one."""
+    gpus = tf.config.list_physical_devices("GPU")
+    return tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0)) if gpus else None
+
+
 def native_bfloat16() -> str | None:
-    """What computes bfloat16 natively here: a GPU, or a CPU flag (x86's avx512_bf16 or AMX,
-    Arm's bf16); None where bfloat16 would be emulated, several times slower than float32."""
-    if tf.config.list_physical_devices("GPU"):
+    """What computes bfloat16 natively here: a GPU from Ampere on (compute capability 8.0), or a
+    CPU flag (x86's avx512_bf16 or AMX, Arm's bf16); None where bfloat16 would be emulated,
+    several times slower than float32."""
+    if (gpu_capability() or (0, 0)) >= (8, 0):
         return "a GPU"
     try:
         flags = set(Path("/proc/cpuinfo").read_text().split())
@@ -72,10 +79,13 @@ def set_precision(requested: str) -> str:
         print(f"precision: auto -> {policy} ({native or 'no GPU and no native bfloat16 in this CPU'})", flush=True)
     else:
         policy = requested
-        if (policy == "mixed_bfloat16" and not native) or (policy == "mixed_float16" and native != "a GPU"):
-            needs = "a GPU" if policy == "mixed_float16" else "a GPU or a CPU with avx512_bf16, AMX or Arm's bf16"
+        needs = {
+            "mixed_bfloat16": (native is not None, "a GPU (compute capability 8.0 or more) or a CPU with avx512_bf16, AMX or Arm's bf16"),
+            "mixed_float16": ((gpu_capability() or (0, 0)) >= (7, 0), "a GPU (compute capability 7.0 or more)"),
+        }
+        if policy in needs and not needs[policy][0]:
             raise PipelineError(
-                f"distribute.precision: {policy} needs {needs}; this machine has none, and would emulate it "
+                f"distribute.precision: {policy} needs {needs[policy][1]}; this machine has none, and would emulate it "
                 "several times slower than float32: use float32 or auto"
             )
     keras.config.set_dtype_policy(policy)
