@@ -205,9 +205,10 @@ def test_workspace_temp_and_parallel_queued_experiments(tmp_path, mlflow_server,
     best = min(accuracy, key=lambda version: (-accuracy[version], int(version)))
     alias = api(mlflow_server, "registered-models/alias?name=mnist-cnn&alias=champion")["model_version"]
     assert alias["version"] == best, accuracy
-    for version in versions:
+    for version in versions:  # the UI shows why: the decision, or, for a champion since beaten, by whom
         decision = next(t["value"] for t in version["tags"] if t["key"] == "decision")
-        assert decision in version["description"], "the UI shows why"
+        description = version["description"]
+        assert decision in description or (version["version"] != best and description.startswith("was champion until version ")), version
 
 
 @pytest.mark.slow

@@ -33,8 +33,9 @@ def test_a_teammate_pulls_instead_of_training(tmp_path, pipeline):
     run(alice, "dvc", "remote", "add", "-d", "storage", str(storage))
     run(alice, "git", "add", "-A")
     run(alice, "git", "commit", "-qm", "pipeline run, shared through the remote")
+    run(alice, "git", "tag", "-a", "mnist-cnn@v1.0.0", "-m", "mnist-cnn v1.0.0")  # a version of the artifact, as GTO names it
     run(alice, "git", "remote", "add", "origin", str(origin))
-    run(alice, "git", "push", "-q", "origin", "main")
+    run(alice, "git", "push", "-q", "--follow-tags", "origin", "main")
     run(alice, "dvc", "push")
     # the served model, by the name dvc.yaml's artifacts give it, from the git remote and the DVC remote alone
     run(tmp_path, "dvc", "artifacts", "get", str(origin), "mnist-cnn", "-o", str(tmp_path / "served.tflite"), **OFFLINE)
