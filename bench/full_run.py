@@ -118,7 +118,10 @@ def main() -> None:
         log = Path(tempfile.gettempdir()) / f"full_run-{args.recipe}.log"
         print(f"{' '.join(command)} in a fresh clone of {commit[:7]} ({repo}); its output: {log}", flush=True)
         measured = installed | measure(repo, command, log, bin_dir)
-        read = {name: json.loads((repo / name).read_text()) for name in ("metrics/eval.json", "metrics/cv.json", "reports/eval.json")}
+        read = {
+            name: json.loads((repo / name).read_text())
+            for name in ("metrics/eval.json", "metrics/cv.json", "reports/eval.json", "reports/detector.json")
+        }
     result = measured | {
         "command": " ".join(command),
         "commit": commit,
@@ -126,8 +129,13 @@ def main() -> None:
         "tiny": args.tiny,
         "metrics": read["metrics/eval.json"] | read["metrics/cv.json"],
         "test_accuracy": read["reports/eval.json"]["test_accuracy"],
+        "by_kind": {key: read["reports/eval.json"].get(key) for key in BY_KIND},
+        "detector_validation": read["reports/detector.json"],
     }
     record(args.out, args.recipe, result)
+
+
+BY_KIND = ("flagged_digits", "read_right_digits", "flagged_non_digits", "non_digits_answered_sure")  # reports/eval.json's
 
 
 def machine() -> str:

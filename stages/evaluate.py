@@ -1,9 +1,9 @@
-"""Stage 6: the served TFLite export (what users run) on the test set, on photo-like digits and on
-the project's own non-digits; beside it the final model, the ensemble and each fold model.
-Registers the served model in MLflow if it passes the gate.
+"""Stage 6: the served TFLite export (what users run) on the test set, on photo-like digits, on
+digits of every kind the project makes and on its own non-digits; beside it the final model, the
+ensemble and each fold model. Registers the served model in MLflow if it passes the gate.
 
     metrics/eval.json    the headline numbers (dvc exp show): accuracy, flagged shares, calibration
-    reports/eval.json    the details: per class, per model, per kind of non-digit
+    reports/eval.json    the details: per class, per model, per kind of digit and of non-digit
 """
 
 import hashlib
@@ -32,6 +32,8 @@ def main() -> None:
     counts = synthetic.shares(p.evaluate.non_digits, synthetic.NON_DIGIT_KINDS)
     # made before any model loads: the pool forks, which is only safe before TensorFlow and LiteRT start threads
     non_digits = synthetic.make_set(test.images.reshape(-1, 28, 28), test.labels, counts, seed=(p.evaluate.non_digits_seed, 9))
+    digit_counts = synthetic.shares(p.evaluate.digits, synthetic.DIGIT_KINDS) if p.evaluate.digits else {}
+    digits = synthetic.make_set(test.images.reshape(-1, 28, 28), test.labels, digit_counts, seed=(p.evaluate.non_digits_seed, 10))
 
     from mnist_pipeline import export, models, tracking  # TensorFlow and MLflow, after the fork
 
@@ -42,11 +44,15 @@ def main() -> None:
         probabilities, scores = model.read(test.images)
         predicted = probabilities.argmax(axis=1)
         details = evaluation.classification_metrics(test.labels, probabilities)
-        _, non_digit_scores = model.read(non_digits["images"])
+        non_digit_probabilities, non_digit_scores = model.read(non_digits["images"])
         flagged = non_digit_scores < 0.5
-        details["flagged_non_digits"] = {
-            synthetic.KINDS[k]: float(flagged[non_digits["kind"] == k].mean()) for k in sorted(set(non_digits["kind"].tolist()))
-        }
+        details["flagged_non_digits"] = by_kind(flagged, non_digits["kind"])
+        sure = ~flagged & (non_digit_probabilities.max(axis=1) >= 0.9)  # answered as a digit, with 90% confidence or more
+        details["non_digits_answered_sure"] = by_kind(sure, non_digits["kind"])
+        digit_probabilities, digit_scores = model.read(digits["images"])
+        details["flagged_digits"] = by_kind(digit_scores < 0.5, digits["kind"])
+        read_right = (digit_scores >= 0.5) & (digit_probabilities.argmax(axis=1) == digits["labels"])
+        details["read_right_digits"] = by_kind(read_right, digits["kind"])
         if p.evaluate.photos:
             details |= evaluation.photo_accuracy(model, test.images, test.labels, p.evaluate.photos, p.evaluate.photos_seed)
         each = {name: LiteRTModel(EXPORT / f"{name}.tflite").predict(test.images) for name in ("final", "ensemble")}
@@ -80,6 +86,7 @@ def main() -> None:
             "ens_acc": details["test_accuracy"]["ensemble"],
             "flag_mnist": float((scores < 0.5).mean()),
             "flag_nondigit": float(flagged.mean()),
+            "nondigit_sure": float(sure.mean()),
             "ece": details["calibration"][exported["serve"]]["ece"],
             "ece_raw": details["calibration"][exported["serve"]]["ece_raw"],
         }
@@ -97,7 +104,8 @@ def main() -> None:
         model_id = exported["mlflow"]["served_model_id"]
         tracking.log_metrics(headline, model_id=model_id)
         tracking.log_metrics({f"test_accuracy.{name}": value for name, value in details["test_accuracy"].items()})
-        tracking.log_metrics({f"flagged_non_digits.{kind}": v for kind, v in details["flagged_non_digits"].items()})
+        for key in ("flagged_non_digits", "non_digits_answered_sure", "flagged_digits", "read_right_digits"):
+            tracking.log_metrics({f"{key}.{kind}": v for kind, v in details[key].items()})
         for plot in ("plots/misclassified.png", "plots/reliability.png"):
             tracking.log_artifact(plot)
         passed = headline["test_acc"] >= p.evaluate.gate
@@ -119,6 +127,7 @@ def main() -> None:
                 "served": exported["serve"],
                 "gate_passed": passed,
                 "n_non_digits": len(flagged),
+                "n_digits": len(digit_scores),
                 "mlflow": {"run_id": run_id, "model_version": version, "alias": alias, "decision": why},
             },
         )
@@ -130,8 +139,13 @@ def main() -> None:
     print(
         f"the project's own {len(flagged)} non-digits flagged: {headline['flag_nondigit']:.2%} ("
         + ", ".join(f"{kind} {v:.1%}" for kind, v in details["flagged_non_digits"].items())
-        + ")"
+        + f"); answered as a digit with 90% confidence or more: {headline['nondigit_sure']:.2%}"
     )
+    if len(digit_scores):
+        print(
+            f"the project's own {len(digit_scores)} digits of each kind, flagged / read right: "
+            + ", ".join(f"{kind} {v:.1%} / {details['read_right_digits'][kind]:.1%}" for kind, v in details["flagged_digits"].items())
+        )
     print(
         "calibration error (ECE, 15 bins) with the temperature and without: "
         + ", ".join(f"{name} {c['ece']:.3%} and {c['ece_raw']:.3%}" for name, c in details["calibration"].items())
@@ -143,6 +157,11 @@ def main() -> None:
             f"{details['accuracy_photos_naive']:.2%}) of {details['n_photos']}"
         )
     print(f"registered as {tracking.REGISTERED_MODEL} version {version}, alias '{alias}': {why}" if passed else why)
+
+
+def by_kind(values: np.ndarray, kind: np.ndarray) -> dict[str, float]:
+    """The share of true `values` among the images of each kind (synthetic.KINDS) present."""
+    return {synthetic.KINDS[k]: float(values[kind == k].mean()) for k in sorted(set(kind.tolist()))}
 
 
 def test_set_digest() -> str:

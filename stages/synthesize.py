@@ -1,9 +1,10 @@
-"""Stage: the digit-or-not detector's examples -> data/synthetic/{train,val}_{images,labels,kind}.npy.
+"""Stage: the digit-or-not detector's examples -> data/synthetic/{train,val,pool}_{images,labels,kind}.npy.
 
-Digits (MNIST's own, photographed, restroked, typed, drawn) and non-digits (letters, symbols,
-shapes, scribbles, textures, pieces of digits), each as the model would see it after to_mnist,
-drawn from synthetic.seed alone (synthetic.py). The validation set is made from other MNIST
-digits and other seeds; the detector stage sets its threshold on it.
+Digits (MNIST's own, photographed, restroked, typed, sketched, drawn, low-resolution) and
+non-digits (letters, symbols, shapes, scribbles, textures, overlaid digits), each as the model
+would see it after to_mnist, drawn from synthetic.seed alone (synthetic.py). The validation set
+is made from other MNIST digits and other seeds; the detector stage sets its threshold on it.
+The pool holds synthetic.pool more non-digits, for the detector to mine its hard negatives from.
 """
 
 from pathlib import Path
@@ -13,7 +14,6 @@ from mnist_pipeline import stage
 p = stage.load_params()  # first: a typo in params.yaml answers before TensorFlow and MLflow load
 
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from mnist_pipeline import mnist, synthetic  # noqa: E402
 
@@ -46,6 +46,9 @@ def main() -> None:
             "labels": np.concatenate([labels[own].astype(np.int8), made[name]["labels"]]),
             "kind": np.concatenate([np.zeros(len(own), np.uint8), made[name]["kind"]]),
         }
+    train_index = splits["train"][0]
+    pool_counts = synthetic.shares(p.synthetic.pool, synthetic.POOL_KINDS) if p.synthetic.pool else {}
+    made["pool"] = synthetic.make_set(images[train_index], labels[train_index], pool_counts, seed=(p.synthetic.seed, len(splits)))
     from mnist_pipeline import tracking  # MLflow, after the pool's fork
 
     tracking.connect()
@@ -64,18 +67,10 @@ def main() -> None:
         tracking.log_artifact(EXAMPLES)
 
 
-def save_examples(arrays: dict, per_row: int = 20) -> None:
+def save_examples(arrays: dict) -> None:
     """A row of each kind, for a person to see what the detector learns from."""
-    rows = []
-    for code, _ in enumerate(synthetic.KINDS):
-        picked = arrays["images"][arrays["kind"] == code][:per_row]
-        if len(picked):
-            row = np.zeros((28, 28 * per_row), np.uint8)
-            row[:, : 28 * len(picked)] = np.concatenate(list(picked), axis=1)
-            rows.append(row)
-    grid = Image.fromarray(np.concatenate(rows)).resize((28 * per_row * 2, 28 * len(rows) * 2), Image.Resampling.NEAREST)
-    with stage.atomic_path(EXAMPLES) as tmp:
-        grid.save(tmp, "PNG")
+    codes = sorted(set(arrays["kind"].tolist()))
+    stage.save_contact_sheet(EXAMPLES, [arrays["images"][arrays["kind"] == code] for code in codes], [synthetic.KINDS[c] for c in codes])
 
 
 if __name__ == "__main__":

@@ -25,9 +25,9 @@ TINY = {
     "data": {"train_limit": 1200, "test_limit": 300},
     "cv": {"folds": 3, "epochs": 1},
     "train": {"epochs": 2},
-    "synthetic": {"mnist": 600, "photos": 200, "digits": 600, "non_digits": 900},
-    "detector": {"epochs": 5, "batch_size": 64},
-    "evaluate": {"gate": 0.5, "photos": 60, "non_digits": 200},
+    "synthetic": {"mnist": 600, "photos": 200, "digits": 600, "non_digits": 900, "pool": 300},
+    "detector": {"epochs": 5, "batch_size": 64, "hard_negatives": 100, "hard_epochs": 1},
+    "evaluate": {"gate": 0.5, "photos": 60, "non_digits": 200, "digits": 140},
 }
 
 

@@ -101,7 +101,11 @@ def test_metrics(pipeline):
         assert sum(int(r["images"]) for r in rows) == TINY["data"]["test_limit"]
         gaps = sum(int(r["images"]) * abs(float(r["confidence"]) - float(r["accuracy"])) for r in rows)
         assert ece == pytest.approx(gaps / TINY["data"]["test_limit"]), "the ECE is the reliability diagram's weighted gap"
-    assert set(evaluation["flagged_non_digits"]) == set(synthetic.NON_DIGIT_KINDS)
+    assert set(evaluation["flagged_non_digits"]) == set(evaluation["non_digits_answered_sure"]) == set(synthetic.NON_DIGIT_KINDS)
+    assert set(evaluation["flagged_digits"]) == set(evaluation["read_right_digits"]) == set(synthetic.DIGIT_KINDS)
+    assert evaluation["n_digits"] == TINY["evaluate"]["digits"]
+    assert all(evaluation["read_right_digits"][k] <= 1 - evaluation["flagged_digits"][k] for k in synthetic.DIGIT_KINDS)
+    assert 0 <= headline["nondigit_sure"] <= 1 - headline["flag_nondigit"]
     assert set(evaluation["calibration"]) == {"final", "ensemble"}
     assert (
         evaluation["calibration"]["ensemble"]["ece"] == headline["ece"]
@@ -115,11 +119,18 @@ def test_metrics(pipeline):
 
 
 def test_the_detector_learns_digits_from_non_digits(pipeline):
-    """Tiny as the test's detector is, its threshold holds the held-out digits it was set on to the
-    false-flag rate, and it flags more of the project's non-digits than of MNIST's test digits."""
+    """Tiny as the test's detector is, its threshold holds the held-out digits of each kind it was
+    set on to that kind's false-flag budget, it mined its hard negatives from the pool, and it
+    flags more of the project's non-digits than of MNIST's test digits."""
     detector = read_json(pipeline / "reports" / "detector.json")
-    digit_kinds = ["mnist", "photo", *synthetic.DIGIT_KINDS]
-    assert all(detector["flagged"][kind] <= 0.01 + 1 / detector["n"][kind] for kind in digit_kinds), detector["flagged"]
+    budgets = read_json(pipeline / "models" / "detector" / "threshold.json")["false_flag_rate"]
+    assert set(budgets) == {"mnist", "photo", *synthetic.DIGIT_KINDS} and detector["held_by"] in budgets
+    assert all(detector["flagged"][kind] <= budget + 1 / detector["n"][kind] for kind, budget in budgets.items()), detector["flagged"]
+    pool = {name: np.load(pipeline / "data" / "synthetic" / f"pool_{name}.npy") for name in ("labels", "kind")}
+    assert len(pool["labels"]) == TINY["synthetic"]["pool"] and (pool["labels"] < 0).all()
+    assert {synthetic.KINDS[k] for k in set(pool["kind"].tolist())} == set(synthetic.POOL_KINDS)
+    for sheet in ("detector_hard_negatives.png", "detector_flagged_digits.png"):
+        assert (pipeline / "plots" / sheet).stat().st_size > 1000, sheet
     headline = read_json(pipeline / "metrics" / "eval.json")
     assert headline["flag_nondigit"] > 0.1 > headline["flag_mnist"]
     synthetic_set = {name: np.load(pipeline / "data" / "synthetic" / f"train_{name}.npy") for name in ("images", "labels", "kind")}
@@ -179,6 +190,7 @@ def test_dvc_shows_metrics_and_renders_plots(pipeline, tmp_path):
         "misclassified.png",
         "Reliability",
         "synthetic_examples.png",
+        "detector_hard_negatives.png",
     ):
         assert title in html, title
     assert "<script src=" not in html and "cdn.jsdelivr" not in html, "the page loads nothing from the network"

@@ -113,14 +113,20 @@ def log_odds(two_class: np.ndarray) -> np.ndarray:
 
 
 def digit_threshold(
-    logits: np.ndarray, is_digit: np.ndarray, kind: np.ndarray, kinds: tuple[str, ...], false_flag_rate: float
+    logits: np.ndarray, is_digit: np.ndarray, kind: np.ndarray, kinds: tuple[str, ...], budgets: dict[str, float]
 ) -> tuple[float, dict]:
-    """The highest threshold on the log-odds that calls at most `false_flag_rate` of the digits
-    of every kind "not a digit"; and, at that threshold, the share flagged of each kind."""
+    """The highest threshold on the log-odds that calls at most `budgets[name]` of the digits of
+    each kind "not a digit"; and, at that threshold, the share flagged of each kind, and which
+    kind's budget set it."""
     digit_kinds = sorted(set(kind[is_digit].tolist()))
-    threshold = min(float(np.quantile(logits[is_digit & (kind == k)], false_flag_rate, method="lower")) for k in digit_kinds)
-    flagged = {kinds[k]: float((logits[kind == k] < threshold).mean()) for k in sorted(set(kind.tolist()))}
-    return threshold, {"flagged": flagged, "n": {kinds[k]: int((kind == k).sum()) for k in sorted(set(kind.tolist()))}}
+    limits = {kinds[k]: float(np.quantile(logits[is_digit & (kind == k)], budgets[kinds[k]], method="lower")) for k in digit_kinds}
+    held_by = min(limits, key=limits.get)
+    flagged = {kinds[k]: float((logits[kind == k] < limits[held_by]).mean()) for k in sorted(set(kind.tolist()))}
+    return limits[held_by], {
+        "flagged": flagged,
+        "n": {kinds[k]: int((kind == k).sum()) for k in sorted(set(kind.tolist()))},
+        "held_by": held_by,
+    }
 
 
 def pooled(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

@@ -26,6 +26,8 @@ WEIGHTS = ("int8", "float32")
 STRATEGIES = ("none", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
 MNIST_TRAIN_SIZE, MNIST_TEST_SIZE = 60_000, 10_000
+# the kinds of digit the detector is validated on (synthetic.KINDS names them too; a test keeps the two the same)
+DIGIT_KINDS = ("mnist", "photo", "restroked", "typed", "sketched", "drawn", "low_resolution")
 
 
 class ParamsError(PipelineError):
@@ -58,6 +60,16 @@ def _number(low: float, high: float, default: Any = MISSING):
     return _rule(
         lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high, f"a number from {low} to {high}", default
     )
+
+
+def _rates_per_kind(low: float, high: float, kinds: tuple[str, ...], default: Any = MISSING):
+    def rate(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high
+
+    def check(v):
+        return rate(v) or (isinstance(v, dict) and set(v) == set(kinds) and all(rate(r) for r in v.values()))
+
+    return _rule(check, f"a number from {low} to {high}, or one such number for each of {', '.join(kinds)}", default)
 
 
 def _choice(options: tuple[str, ...], default: Any = MISSING):
@@ -140,6 +152,7 @@ class Synthetic:
     photos: int = _int(0, default=2000)  # MNIST digits photographed (imaging.photo_like)
     digits: int = _int(0, default=9000)  # digits restroked, typed in a font or drawn with a pen
     non_digits: int = _int(1, default=13500)  # letters, symbols, shapes, scribbles, textures, overlaid digits
+    pool: int = _int(0, default=13500)  # more non-digits, for the detector to mine the most digit-like of (its hard_negatives)
     validation: float = _number(0.01, 0.5, default=0.2)  # share of each held out to set the threshold
     seed: int = _int(0, default=0)
 
@@ -149,8 +162,15 @@ class Detector:
     epochs: int = _int(1, default=12)
     batch_size: int = _int(1, default=256)
     learning_rate: float = _positive_number(default=0.001)
-    false_flag_rate: float = _number(0.0001, 0.5, default=0.01)  # of held-out digits of each kind called "not a digit"
+    hard_negatives: int = _int(0, default=3000)  # the pool's most digit-like non-digits, added to its training set; 0: none
+    hard_epochs: int = _int(0, default=4)  # more epochs on the training set and the hard negatives
+    # the most of each kind's held-out validation digits called "not a digit": one number for all, or one per kind
+    false_flag_rate: float | dict[str, float] = _rates_per_kind(0.0001, 0.5, DIGIT_KINDS, default=0.01)
     seed: int = _int(0, default=0)
+
+    def flag_budgets(self) -> dict[str, float]:
+        rate = self.false_flag_rate
+        return dict(rate) if isinstance(rate, dict) else dict.fromkeys(DIGIT_KINDS, rate)
 
 
 @dataclass(frozen=True)
@@ -166,7 +186,8 @@ class Evaluate:
     photos: int = _int(0, default=1000)
     photos_seed: int = _int(0, default=0)
     non_digits: int = _int(0, default=2000)  # the project's own non-digit set, for the flagged share
-    non_digits_seed: int = _int(0, default=1000)  # other seeds than synthetic.seed's
+    non_digits_seed: int = _int(0, default=1000)  # other seeds than synthetic.seed's (of the made digits too)
+    digits: int = _int(0, default=2000)  # digits made from test digits, shared among synthetic's kinds: the flagged share of each
 
 
 SECTIONS = {

@@ -104,6 +104,23 @@ def save_figure(path: Path | str, figure) -> None:
         figure.savefig(tmp, dpi=100, metadata={"Software": None})  # no version stamp: same bytes each run
 
 
+def save_contact_sheet(path: Path | str, rows: list[np.ndarray], labels: list[str] | None = None, per_row: int = 25) -> None:
+    """Rows of (28, 28) images, white on black, as one PNG at twice their size, each row's label
+    at its left: for a person to look at what a stage made or found."""
+    from PIL import Image, ImageDraw
+
+    size, margin = 56, 120 if labels else 0
+    sheet = Image.new("L", (margin + size * per_row, size * max(1, len(rows))))
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row[:per_row]):
+            tile = Image.fromarray(np.asarray(image, np.uint8).reshape(28, 28)).resize((size, size), Image.Resampling.NEAREST)
+            sheet.paste(tile, (margin + c * size, r * size))
+        if labels:
+            ImageDraw.Draw(sheet).text((4, r * size + size // 2 - 6), labels[r], fill=255)
+    with atomic_path(path) as tmp:
+        sheet.save(tmp, "PNG")
+
+
 def cache_key(params: dict, arrays: Iterable[np.ndarray], sources: Iterable[Path | str]) -> str:
     """A short hash of parameters, data and code: work saved under it is only reused for exactly
     the same work (a checkpoint saved before the code changed is not)."""

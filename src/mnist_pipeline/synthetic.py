@@ -6,13 +6,16 @@ renderers (typed in a font, drawn with a round pen, photographed), so that how a
 never tells the two apart; only what it shows does.
 
     digits:      MNIST digits with thicker or thinner strokes, typed digits, typed digits sketched
-                 by hand (skeleton, warped, redrawn), pen-drawn digits
+                 by hand (skeleton, warped, redrawn), pen-drawn digits, low-resolution digits (any
+                 of those brought down to 8-16 pixels and scaled back up, as a coarse scan is)
     non-digits:  typed and sketched letters and symbols, pen-drawn letters and doodles, scribbles,
-                 textures (what a crop of a photo holds), two MNIST digits written over each other
+                 textures (what a crop of a photo holds), two MNIST digits written over each other;
+                 some of each at low resolution too, so that resolution never tells the two apart
 """
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
@@ -30,7 +33,12 @@ TEXT_FONTS = [f for f in FONTS if f.stem.startswith(("DejaVu", "cm", "STIXGenera
 DIGITS = "0123456789"
 # Letters and symbols that no one would call a digit: O, I, l, S, Z, B, G, b, g, q, /, (, !, ... are
 # left out on purpose, since written by hand they are often how a 0, 1, 5, 2, 8, 6 or 9 looks.
-NOT_DIGITS = "ACDEFHJKLMNPRTUVWXYacdefhkmnprtuvwxy#$%&@?+=<>*~^{};€£¥§¶©®ΩπΣλμ∞√∫≈≠♥★☺✓✗→←↑↓▲■●◆♪"
+# Nor a mark that to_mnist, which scales any ink up to MNIST's box, would make into one: ' , ° | become 1s and
+# 0s; nor Ø, ß, Ξ: a slashed zero, a B-like 8, a 3.
+NOT_DIGITS = (
+    "ACDEFHJKLMNPRTUVWXYacdefhkmnprtuvwxy#$%&@?+=<>*~^{};€£¥§¶©®ΩπΣλμ∞√∫≈≠♥★☺✓✗→←↑↓▲■●◆♪"
+    '-_.:"…•×÷±¬‰¤ÆæÐÞŒœ' + "ДЖИЛФЦШЩЫЮЯжилфцшщыюяΓΔΛΠΦΨγηκξφψω" + "♣♠♦☀☂☯✿✚⌘♞☎✈⚑"
+)
 CANVAS = 64  # strokes are drawn at this size; to_mnist brings every image to MNIST's 20x20 box
 
 
@@ -146,6 +154,39 @@ DRAWN_SHAPES: list[Callable[[], list[np.ndarray]]] = [
         )
     ],  # spiral
     lambda: [_arc(0.5, 0.5, 0.48, 0.48, 0, 360), _arc(0.5, 0.5, 0.2, 0.2, 0, 360)],  # rings
+    lambda: [_line((0.15, 0.98), (0.15, 0.02)), _arc(0.15, 0.28, 0.6, 0.26, -90, 90), _line((0.3, 0.54), (0.85, 0.98))],  # R
+    lambda: [_line((0.2, 0.02), (0.2, 0.98)), np.concatenate([_arc(0.5, 0.6, 0.3, 0.22, 180, 360), _line((0.8, 0.6), (0.8, 0.98))])],  # h
+    lambda: [_line((0.2, 0.3), (0.2, 0.98)), np.concatenate([_arc(0.5, 0.52, 0.3, 0.22, 180, 360), _line((0.8, 0.52), (0.8, 0.98))])],  # n
+    lambda: [
+        _line((0.05, 0.3), (0.05, 0.98)),
+        np.concatenate([_arc(0.27, 0.5, 0.22, 0.2, 180, 360), _line((0.49, 0.5), (0.49, 0.98))]),
+        np.concatenate([_arc(0.72, 0.5, 0.23, 0.2, 180, 360), _line((0.95, 0.5), (0.95, 0.98))]),
+    ],  # m
+    lambda: [np.concatenate([_line((0.15, 0.55), (0.85, 0.55)), _arc(0.5, 0.55, 0.35, 0.43, 360, 60)])],  # e
+    lambda: [_line((0.3, 0.25), (0.3, 0.98)), _arc(0.6, 0.55, 0.3, 0.25, 180, 300)],  # r
+    lambda: [_line((0.2, 0.02), (0.2, 0.98)), _line((0.75, 0.4), (0.2, 0.72), (0.8, 0.98))],  # k
+    lambda: [
+        _arc(0.5, 0.5, 0.22, 0.22, 0, 360),
+        *[
+            _line((0.5 + 0.3 * np.cos(a), 0.5 + 0.3 * np.sin(a)), (0.5 + 0.48 * np.cos(a), 0.5 + 0.48 * np.sin(a)))
+            for a in np.arange(8) * np.pi / 4
+        ],
+    ],  # sun
+    lambda: [*[_arc(0.5 + 0.25 * np.cos(a), 0.5 + 0.25 * np.sin(a), 0.2, 0.2, 0, 360) for a in np.arange(5) * 2 * np.pi / 5]],  # flower
+    lambda: [
+        _line((0.5, 0.02), (0.1, 0.7), (0.9, 0.7), (0.5, 0.02)),
+        _line((0.45, 0.7), (0.45, 0.98)),
+        _line((0.55, 0.7), (0.55, 0.98)),
+    ],  # tree
+    lambda: [np.concatenate([_arc(0.45, 0.5, 0.4, 0.25, -150, 150), _line((0.98, 0.25), (0.98, 0.75), (0.1, 0.375))])],  # fish
+    lambda: [_line((0.6, 0.02), (0.25, 0.55), (0.7, 0.45), (0.35, 0.98))],  # lightning
+    lambda: [
+        np.concatenate([_arc(0.25, 0.6, 0.2, 0.2, 90, 270), _arc(0.5, 0.4, 0.22, 0.25, 180, 360), _arc(0.75, 0.6, 0.2, 0.2, 270, 450)]),
+        _line((0.25, 0.8), (0.75, 0.8)),
+    ],  # cloud
+    lambda: [np.concatenate([_arc(0.27, 0.5, 0.24, 0.2, 0, 360), _arc(0.73, 0.5, 0.24, 0.2, 180, -180)])],  # infinity: an 8 lying down
+    lambda: [_arc(0.5, 0.5, 0.48, 0.25, 0, 360), _arc(0.5, 0.5, 0.12, 0.12, 0, 360)],  # eye
+    lambda: [_line((0.02, 0.2), (0.98, 0.2), (0.98, 0.8), (0.02, 0.8), (0.02, 0.2), (0.5, 0.55), (0.98, 0.2))],  # envelope
     lambda: [_line((0.02, 0.02), (0.98, 0.98)), _line((0.02, 0.98), (0.98, 0.02)), _line((0.5, 0.02), (0.5, 0.98))],  # asterisk
 ]
 
@@ -169,9 +210,19 @@ def drawn(strokes: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
     return _pen(_jittered(strokes, rng), width=rng.uniform(2.5, 11))
 
 
+@functools.cache
+def _characters(font: Path) -> frozenset[int]:
+    from matplotlib.ft2font import FT2Font
+
+    return frozenset(FT2Font(str(font)).get_charmap())
+
+
 def typed(text: str, rng: np.random.Generator, font: Path | None = None) -> np.ndarray:
-    """`text` in one of the fonts that come with matplotlib, turned a little, bold or light."""
-    font = font or TEXT_FONTS[rng.integers(len(TEXT_FONTS))]
+    """`text` in one of the fonts that come with matplotlib and have its characters (not the
+    empty box a font draws for one it lacks), turned a little, bold or light."""
+    if font is None:
+        fonts = [f for f in TEXT_FONTS if {ord(c) for c in text} <= _characters(f)]
+        font = fonts[rng.integers(len(fonts))]
     face = ImageFont.truetype(str(font), 48)
     image = Image.new("L", (96, 96))
     ImageDraw.Draw(image).text((48, 48), text, fill=255, font=face, anchor="mm")
@@ -212,6 +263,28 @@ def restroked(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     for _ in range(abs(change)):
         ink = ink.filter(ImageFilter.MaxFilter(3) if change > 0 else ImageFilter.MinFilter(3))
     return np.asarray(ink.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 1.5))), np.float32)
+
+
+def low_resolution(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The image as a coarse scanner or a phone far away records it: its ink brought down to 8-16
+    pixels (area averaged, half the time to a few grey levels), then scaled back up as a viewer
+    would (nearest, bilinear or bicubic), sometimes blurred."""
+    rows, cols = np.nonzero(image > 0.25 * image.max())
+    crop = image[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] if rows.size else image
+    height, width = crop.shape
+    factor = rng.integers(8, 17) / max(height, width)
+    small = Image.fromarray(np.clip(crop, 0, 255).astype(np.uint8))
+    small = np.asarray(small.resize((max(1, round(width * factor)), max(1, round(height * factor))), Image.Resampling.BOX), np.float32)
+    if rng.random() < 0.5:
+        levels = rng.integers(4, 17)
+        small = np.round(small / 255 * levels) / levels * 255
+    small = np.pad(small, int(rng.integers(1, 4)))
+    up = int(rng.integers(3, 13))
+    resample = (Image.Resampling.NEAREST, Image.Resampling.BILINEAR, Image.Resampling.BICUBIC)[rng.integers(3)]
+    big = Image.fromarray(small.astype(np.uint8)).resize((small.shape[1] * up, small.shape[0] * up), resample)
+    if rng.random() < 0.4:
+        big = big.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.6) * up))
+    return np.asarray(big, np.float32)
 
 
 # -- non-digits -----------------------------------------------------------------------------------
@@ -314,12 +387,23 @@ def _drawn_digit(digits, labels, rng):
     return drawn(variants[rng.integers(len(variants))](), rng), label
 
 
+def _low_resolution_digit(digits, labels, rng):
+    source = rng.random()
+    if source < 0.5:
+        i = rng.integers(len(digits))
+        image, label = digits[i].reshape(28, 28).astype(np.float32), int(labels[i])
+    else:
+        image, label = (_typed_digit if source < 0.75 else _drawn_digit)(digits, labels, rng)
+    return low_resolution(image, rng), label
+
+
 # kind -> (maker, share of its set); a maker returns an image before to_mnist and its label (-1: not a digit)
 DIGIT_KINDS = {
-    "restroked": (_restroked_digit, 0.4),
+    "restroked": (_restroked_digit, 0.3),
     "typed": (_typed_digit, 0.15),
     "sketched": (_sketched_digit, 0.15),
-    "drawn": (_drawn_digit, 0.3),
+    "drawn": (_drawn_digit, 0.2),
+    "low_resolution": (_low_resolution_digit, 0.2),
 }
 NON_DIGIT_KINDS = {
     "typed_symbol": (_typed_symbol, 0.2),
@@ -330,12 +414,18 @@ NON_DIGIT_KINDS = {
     "digit_overlay": (lambda digit, label, rng: (digit_overlay(digit, label, rng), -1), 0.1),
 }
 KINDS = ("mnist", "photo", *DIGIT_KINDS, *NON_DIGIT_KINDS)  # codes in a set's `kind` array
+# What the detector mines its hard negatives from: not overlaid digits, since one digit over another
+# can read as a third (a 3 over a 0 as an 8), and the most digit-like of them are digits.
+POOL_KINDS = {kind: made for kind, made in NON_DIGIT_KINDS.items() if kind != "digit_overlay"}
+LOW_RESOLUTION_NON_DIGITS = 0.15  # of each kind of non-digit, brought to low resolution as the low_resolution digits are
 
 
-def as_seen(image: np.ndarray, rng: np.random.Generator, photo: float = 0.25) -> np.ndarray | None:
-    """The 28x28 image the model would see: through to_mnist, and with probability `photo` first
-    photographed on paper (imaging.photo_like, with a pen of the image's own width). None if
-    to_mnist refuses it, as it would a user's."""
+def as_seen(image: np.ndarray, rng: np.random.Generator, photo: float = 0.25, low: float = 0.0) -> np.ndarray | None:
+    """The 28x28 image the model would see: through to_mnist, with probability `low` first at low
+    resolution, and with probability `photo` photographed on paper (imaging.photo_like, with a
+    pen of the image's own width). None if to_mnist refuses it, as it would a user's."""
+    if low and rng.random() < low:
+        image = low_resolution(image, rng)
     try:
         seen = imaging.to_mnist(Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)))
         if rng.random() < photo:
@@ -343,6 +433,18 @@ def as_seen(image: np.ndarray, rng: np.random.Generator, photo: float = 0.25) ->
         return seen
     except imaging.ImageError:
         return None
+
+
+def clearly_labelled(seen: np.ndarray, label: int) -> bool:
+    """Whether a made image, as the model sees it, is clearly what its label says. A digit's ink
+    must be at least 10 of MNIST's 20 rows tall (every MNIST training digit but 1 in 6,000 is): one
+    whose strokes fell apart on the way (a lone dot) is no longer a digit. A non-digit's must be at
+    least 7 columns wide: a thinner mark is a 1 to anyone (as 39% of MNIST's 1s are, and no other digit)."""
+    ink = seen > 64
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    if rows.size == 0:
+        return False
+    return bool(rows[-1] - rows[0] + 1 >= 10) if label >= 0 else bool(cols[-1] - cols[0] + 1 >= 7)
 
 
 def photographed(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
@@ -370,7 +472,9 @@ def _chunk(job: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         else:
             maker = (DIGIT_KINDS | NON_DIGIT_KINDS)[kind][0]
             image, label = maker(digits, labels, rng)
-            seen = as_seen(image, rng)
+            seen = as_seen(image, rng, low=LOW_RESOLUTION_NON_DIGITS if kind in NON_DIGIT_KINDS else 0.0)
+            if seen is not None and not clearly_labelled(seen, label):
+                seen = None
         if seen is not None:
             images.append(seen)
             out_labels.append(label)

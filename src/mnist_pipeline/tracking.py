@@ -142,11 +142,14 @@ def pipeline_run() -> str:
 
 
 def flat_params(**sections: Any) -> dict[str, Any]:
-    """{"cv": CV(folds=5, ...)} -> {"cv.folds": 5, ...}"""
+    """{"cv": CV(folds=5, ...)} -> {"cv.folds": 5, ...}; a mapping within a section, key by key"""
     flat = {}
     for name, section in sections.items():
         for key, value in dataclasses.asdict(section).items():
-            flat[f"{name}.{key}"] = value
+            if isinstance(value, dict):
+                flat |= {f"{name}.{key}.{inner}": v for inner, v in value.items()}
+            else:
+                flat[f"{name}.{key}"] = value
     return flat
 
 

@@ -1,0 +1,82 @@
+"""The digit-or-not detector's parts that need no training: its operating point (a false-flag
+budget per kind of digit), the params that state it, and the examples it learns from."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+from conftest import ROOT
+
+from mnist_pipeline import evaluation, mnist, params, synthetic
+
+
+def test_the_threshold_keeps_every_kind_within_its_own_budget():
+    rng = np.random.default_rng(0)
+    kinds = ("mnist", "sketched", "scribble")
+    kind = np.repeat([0, 1, 2], 1000)
+    logits = np.concatenate([rng.normal(4, 1, 1000), rng.normal(2, 2, 1000), rng.normal(-3, 2, 1000)])
+    is_digit = kind < 2
+    tight, at_tight = evaluation.digit_threshold(logits, is_digit, kind, kinds, {"mnist": 0.01, "sketched": 0.01})
+    assert at_tight["held_by"] == "sketched" and at_tight["flagged"]["sketched"] <= 0.01
+    loose, at_loose = evaluation.digit_threshold(logits, is_digit, kind, kinds, {"mnist": 0.01, "sketched": 0.05})
+    assert loose > tight, "a looser budget for the hardest kind moves the threshold up"
+    assert at_loose["flagged"]["mnist"] <= 0.01 and at_loose["flagged"]["sketched"] <= 0.05
+    assert at_loose["flagged"]["scribble"] > at_tight["flagged"]["scribble"] + 0.1
+
+
+def test_false_flag_rate_is_one_number_or_one_per_kind():
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    budgets = params.parse(raw).detector.flag_budgets()
+    assert set(budgets) == set(params.DIGIT_KINDS) == {"mnist", "photo", *synthetic.DIGIT_KINDS}
+    assert all(budgets[kind] <= 0.01 for kind in ("mnist", "photo", "typed", "drawn", "low_resolution")), "real-world kinds: 1% at most"
+    raw["detector"]["false_flag_rate"] = 0.02
+    assert set(params.parse(raw).detector.flag_budgets().values()) == {0.02}
+    raw["detector"]["false_flag_rate"] = {"mnist": 0.01}
+    with pytest.raises(params.ParamsError) as info:
+        params.parse(raw)
+    assert info.value.problems == [
+        "detector.false_flag_rate: {'mnist': 0.01} is not allowed; expected a number from 0.0001 to 0.5, "
+        "or one such number for each of " + ", ".join(params.DIGIT_KINDS)
+    ]
+
+
+@pytest.fixture(scope="module")
+def made():
+    from conftest import MIRROR
+
+    test = mnist.load_split(MIRROR, "t10k")
+    images, labels = test.images.reshape(-1, 28, 28)[:500], test.labels[:500]
+    counts = {"low_resolution": 60, "typed": 40, "typed_symbol": 60, "scribble": 60, "drawn_shape": 60}
+    return synthetic.make_set(images, labels, counts, seed=(7, 0), processes=1)
+
+
+def test_made_images_are_clearly_what_their_label_says(made):
+    """No digit that fell apart into a dot, no non-digit as thin as a 1: both would teach the detector a wrong boundary."""
+    for image, label in zip(made["images"], made["labels"], strict=True):
+        ink = image > 64
+        rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+        if label >= 0:
+            assert rows[-1] - rows[0] + 1 >= 10
+        else:
+            assert cols[-1] - cols[0] + 1 >= 7
+
+
+def test_low_resolution_digits_are_coarse_and_non_digits_are_made_coarse_too(made):
+    rng = np.random.default_rng(3)
+    glyph = synthetic.typed("7", rng)
+    coarse = synthetic.low_resolution(glyph, rng)
+    # scaled back up from 8-16 pixels: far fewer distinct rows than the glyph had
+    assert len({row.tobytes() for row in coarse.astype(np.uint8)}) < len({row.tobytes() for row in glyph.astype(np.uint8)})
+    low = made["kind"] == synthetic.KINDS.index("low_resolution")
+    assert low.sum() == 60 and (made["labels"][low] >= 0).all()
+    assert synthetic.LOW_RESOLUTION_NON_DIGITS > 0 and "digit_overlay" not in synthetic.POOL_KINDS
+
+
+def test_typed_symbols_are_drawn_in_a_font_that_has_them():
+    """A font without a glyph draws an empty box; every symbol is typed in one that has it."""
+    from matplotlib.ft2font import FT2Font
+
+    for text in synthetic.NOT_DIGITS:
+        covering = [f for f in synthetic.TEXT_FONTS if ord(text) in FT2Font(str(f)).get_charmap()]
+        assert covering, f"no font has {text!r}"
