@@ -90,11 +90,14 @@ def main() -> None:
         logits = evaluation.log_odds(model.predict(val["images"], batch_size=1000, verbose=0))
         budgets = p.detector.flag_budgets()
         threshold, report = evaluation.digit_threshold(logits, val["labels"] >= 0, val["kind"], synthetic.KINDS, budgets)
-        digit_codes = sorted(set(val["kind"][val["labels"] >= 0].tolist()))
+        flagged = {
+            synthetic.KINDS[k]: val["images"][(val["kind"] == k) & (logits < threshold)]
+            for k in set(val["kind"][val["labels"] >= 0].tolist())
+        }
         stage.save_contact_sheet(
             FLAGGED_SHEET,
-            [val["images"][(val["kind"] == k) & (logits < threshold)][:25] for k in digit_codes],
-            labels=[synthetic.KINDS[k] for k in digit_codes],
+            [flagged[kind] for kind in budgets if kind in flagged],
+            labels=[f"{kind}: {len(flagged[kind])} of {report['n'][kind]}" for kind in budgets if kind in flagged],
         )
         tracking.log_artifact(FLAGGED_SHEET)
         tracking.log_metrics({f"val_flagged.{kind}": share for kind, share in report["flagged"].items()})
