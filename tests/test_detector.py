@@ -52,14 +52,23 @@ def made():
 
 
 def test_made_images_are_clearly_what_their_label_says(made):
-    """No digit that fell apart into a dot, no non-digit as thin as a 1: both would teach the detector a wrong boundary."""
+    """No digit that fell apart into a dot, no non-digit as thin as a 1, upright or slanted: both
+    would teach the detector a wrong boundary."""
+    y, x = np.mgrid[0:28, 0:28]
     for image, label in zip(made["images"], made["labels"], strict=True):
-        ink = image > 64
-        rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
         if label >= 0:
+            rows = np.flatnonzero((image > 64).any(axis=1))
             assert rows[-1] - rows[0] + 1 >= 10
         else:
-            assert cols[-1] - cols[0] + 1 >= 7
+            spread = np.cov(np.stack([y.ravel(), x.ravel()]), aweights=image.ravel().astype(float), bias=True)
+            assert np.sqrt(np.linalg.eigvalsh(spread)[0]) >= 1.6
+
+
+def test_a_stroke_is_a_one_not_a_non_digit():
+    stroke = np.zeros((28, 28), np.uint8)
+    for i in range(4, 24):
+        stroke[i, 10 + i // 3 : 12 + i // 3] = 255  # a slanted line, as many of MNIST's 1s are
+    assert not synthetic.clearly_labelled(stroke, -1) and synthetic.clearly_labelled(stroke, 1)
 
 
 def test_low_resolution_digits_are_coarse_and_non_digits_are_made_coarse_too(made):
@@ -70,7 +79,7 @@ def test_low_resolution_digits_are_coarse_and_non_digits_are_made_coarse_too(mad
     assert len({row.tobytes() for row in coarse.astype(np.uint8)}) < len({row.tobytes() for row in glyph.astype(np.uint8)})
     low = made["kind"] == synthetic.KINDS.index("low_resolution")
     assert low.sum() == 60 and (made["labels"][low] >= 0).all()
-    assert synthetic.LOW_RESOLUTION_NON_DIGITS > 0 and "digit_overlay" not in synthetic.POOL_KINDS
+    assert synthetic.LOW_RESOLUTION_NON_DIGITS > 0 and not {"digit_overlay", "scribble"} & set(synthetic.POOL_KINDS)
 
 
 def test_typed_symbols_are_drawn_in_a_font_that_has_them():
