@@ -56,7 +56,7 @@ def load(root: Path = ROOT) -> dict:
 
 def column(metrics: dict, test_accuracy: dict) -> dict[str, str]:
     folds = [v for k, v in test_accuracy.items() if k.startswith("fold_")]
-    return {
+    figures = {
         "served": pct(metrics["test_acc"]),
         "members": f"{pct(test_accuracy['final'])} / {pct(min(folds))}–{pct(max(folds))}",
         "cv": f"{pct(metrics['cv_acc'])} ± {pct(metrics['cv_std'])}",
@@ -65,6 +65,9 @@ def column(metrics: dict, test_accuracy: dict) -> dict[str, str]:
         "non_digits": pct(metrics["flag_nondigit"], 1),
         "ece": f"{pct(metrics['ece'])} ({pct(metrics['ece_raw'])})",
     }
+    if "nondigit_sure" in metrics:  # evaluate reports it since issue 31
+        figures["non_digits_sure"] = pct(metrics["nondigit_sure"], 1)
+    return figures
 
 
 ROWS = {
@@ -74,15 +77,52 @@ ROWS = {
     "photos": '1,000 photo-like digits, served model: right / called "not a digit"',
     "mnist_flag": 'MNIST test digits called "not a digit"',
     "non_digits": 'the project\'s own 2,000 non-digits called "not a digit"',
+    "non_digits_sure": "the same answered as a digit with 90% confidence or more",
     "ece": "calibration error of the served confidence (ECE, 15 bins; without the temperature)",
     "predict": "`mnist-pipeline predict`, whole process, served model: 1,000 PNGs / one image ([bench](docs/performance.md#predict))",
 }
 
 
-RECORDED_COLUMNS = {  # bench/full_run_results.json's runs with metrics, as the table's columns name them
-    "tutorial-avx2": "default, this calibration, AVX2 CPU",
+COLUMNS = {  # bench/full_run_results.json's runs shown beside the committed default, as the table names them
+    "tutorial@8eee366": "default before the detector of issue 31",
+    "tutorial": "default, today's code",
     "strong": "strong preset",
 }
+DIGIT_NAMES = {  # reports/eval.json's digit kinds, as the README names them
+    "photo": "photo-like",
+    "restroked": "MNIST redrawn with other strokes",
+    "typed": "typed",
+    "sketched": "sketched",
+    "drawn": "drawn as on the page",
+    "low_resolution": "low-resolution (8-16 px, scaled up)",
+}
+
+
+def timing(name: str, run: dict) -> str:
+    if "wall_s" not in run:
+        return f"{name}: not timed"
+    return (
+        f"{name}: `{run['command']}`, {minutes(run['wall_s'])}, peak memory {run['peak_rss_gib']:.1f} GiB "
+        f"(commit {run['commit'][:7]}, {run['machine']})"
+    )
+
+
+def by_kind_table(run: dict) -> list[str]:
+    """Each kind of digit and non-digit that evaluate makes, from a recorded run's reports/eval.json."""
+    kinds = run.get("by_kind") or {}
+    if not kinds.get("flagged_digits"):
+        return []
+    lines = ['| digits made from MNIST\'s test set | called "not a digit" | read right |', "|---|---|---|"]
+    lines += [
+        f"| {DIGIT_NAMES.get(kind, kind)} | {pct(share, 1)} | {pct(kinds['read_right_digits'][kind], 1)} |"
+        for kind, share in kinds["flagged_digits"].items()
+    ]
+    lines += ["", '| non-digits | called "not a digit" | answered as a digit, 90% sure or more |', "|---|---|---|"]
+    lines += [
+        f"| {NON_DIGIT_NAMES.get(kind, kind)} | {pct(share, 1)} | {pct(kinds['non_digits_answered_sure'][kind], 1)} |"
+        for kind, share in kinds["flagged_non_digits"].items()
+    ]
+    return [f'Each kind that `evaluate` makes, in the run of {run["commit"][:7]} (column "{COLUMNS["tutorial"]}"):', "", *lines, ""]
 
 
 def render(files: dict) -> str:
@@ -90,18 +130,10 @@ def render(files: dict) -> str:
     default = column(files["eval"] | files["cv"], report["test_accuracy"])
     served = files["predict"].get("median_s", {}).get(f"{report['served']}.tflite")
     default["predict"] = f"{served['directory']:.2f} s / {served['one_image']:.2f} s" if served else "not measured"
-    recorded = {name: column(run["metrics"], run["test_accuracy"]) for name, run in runs.items() if "metrics" in run}
-    names = list(RECORDED_COLUMNS) + [name for name in recorded if name not in RECORDED_COLUMNS]
-    columns = [("default (committed `metrics/`)", default)] + [(RECORDED_COLUMNS.get(name, name), recorded.get(name, {})) for name in names]
+    recorded = {name: column(run["metrics"], run["test_accuracy"]) for name, run in runs.items() if name in COLUMNS}
+    columns = [("default (committed `metrics/`)", default)] + [(label, recorded.get(name, {})) for name, label in COLUMNS.items()]
     lines = ["| | " + " | ".join(label for label, _ in columns) + " |", "|---" * (len(columns) + 1) + "|"]
     lines += [f"| {label} | " + " | ".join(c.get(key, "not measured") for _, c in columns) + " |" for key, label in ROWS.items()]
-
-    def timing(name: str, what: str) -> str:
-        run = runs.get(name)
-        if not run:
-            return f"{what}: not measured"
-        peak = f"peak memory {run['peak_rss_gib']:.1f} GiB"
-        return f"{what}, `{run['command']}`, {minutes(run['wall_s'])}, {peak} (commit {run['commit'][:7]}, {run['machine']})"
 
     installs = {name: runs[f"install-{name}"] for name in ("uv", "pip") if f"install-{name}" in runs}
     if len(installs) == 2:
@@ -115,25 +147,24 @@ def render(files: dict) -> str:
     flagged = report["flagged_non_digits"]
     kinds = ", ".join(f"{NON_DIGIT_NAMES.get(kind, kind)} ({pct(share, 0)})" for kind, share in flagged.items())
     intro = (
-        "Each run in a fresh clone, CPU only, one after the other (`python bench/full_run.py [--recipe strong]`): "
-        f"{timing('tutorial', 'the default `params.yaml` (the tutorial protocol)')}; {timing('strong', 'the strong preset')}. "
-        "The default's figures are the committed `metrics/*.json` and `reports/eval.json`"
+        "Each run in a fresh clone, CPU only (`python bench/full_run.py [--recipe strong]`, recorded in "
+        "`bench/full_run_results.json` with its commit and machine): "
+        + "; ".join(timing(label, runs[name]) if name in runs else f"{label}: not measured" for name, label in COLUMNS.items())
+        + ". The committed default's figures are `metrics/*.json` and `reports/eval.json`"
         + (
             ""
             if "calibration" in files["export"]
-            else " (written by a run before the calibration of 811ea8e: `dvc repro` reruns export and evaluate)"
+            else " (written by a run before the calibration of 811ea8e and the detector of issue 31: `dvc repro` reruns "
+            "synthesize, detector, export and evaluate)"
         )
-        + ", the other columns' "
-        "`bench/full_run_results.json`, with what each run was and the machine it ran on"
-        + (f" ({avx2['machine']}: {avx2['what']})" if (avx2 := runs.get("tutorial-avx2")) else "")
         + "."
         + intro_install
     )
     outro = (
-        f"The project's non-digits are made by `synthesize` with other seeds than the detector learnt from; "
-        f'of each kind, the share called "not a digit": {kinds}.'
+        f'The committed run\'s non-digits, of each kind, called "not a digit": {kinds}. '
+        "Each run's non-digits are made by `synthesize` with other seeds than its detector learnt from."
     )
-    return "\n".join([START, "", intro, "", *lines, "", outro, "", END])
+    return "\n".join([START, "", intro, "", *lines, "", *by_kind_table(runs.get("tutorial", {})), outro, "", END])
 
 
 def readme_section(text: str) -> str:
