@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from helpers import ROOT, read_json, run
@@ -18,6 +19,7 @@ from mnist_pipeline import imaging
 
 SCRIPTS = [
     "bench.py",
+    "detector.py",
     "precision.py",
     "predict_models.py",
     "profile_ops.py",
@@ -105,6 +107,22 @@ def test_predict_models(pipeline, tmp_path):
     for name, median in results["median_s"].items():
         assert set(median) == {"directory", "one_image"}
         assert all(0 < results["best_s"][name][kind] <= median[kind] for kind in median)
+
+
+def test_detector(pipeline, tiny_model, tmp_path):
+    """Two served models side by side (the pipeline's and the committed tiny one), on every set."""
+    served = pipeline / "models" / "export" / "model.tflite"
+    args = ("--models", str(served), str(tiny_model), "--names", "served", "committed")
+    results = tiny("detector.py", tmp_path / "detector.json", *args, repo=pipeline)["results"]
+    assert set(results) == {"served", "committed"}
+    for sets in results.values():
+        assert {"mnist test", "low_resolution", "drawn", "typed_symbol", "drawn_shape", "UCI scans, 32 px, nearest"} <= set(sets)
+        assert all(0 <= r["flagged"] <= 1 and r["n"] > 0 for r in sets.values())
+        digits = {name: r for name, r in sets.items() if "read_right" in r}
+        non_digits = {name: r for name, r in sets.items() if "answered_sure" in r}
+        assert len(digits) + len(non_digits) == len(sets) and non_digits
+        assert sets["mnist test"]["read_right"] > 0.6  # tiny models read about 80% of MNIST's test digits
+        assert np.mean([r["flagged"] for r in non_digits.values()]) > sets["mnist test"]["flagged"]
 
 
 def test_stroke_widths(pipeline, tmp_path):
