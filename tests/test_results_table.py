@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, env_for
 
 FILES = [
     "README.md",
@@ -66,6 +66,7 @@ def test_a_full_run_is_measured_from_a_fresh_clone(tmp_path):
     subprocess.run(
         [sys.executable, "bench/full_run.py", "--tiny", "--install", "none", "--out", str(out)],
         cwd=ROOT,
+        env=env_for(ROOT),  # the MNIST mirror, as every test's pipeline has it
         check=True,
         capture_output=True,
         timeout=900,
