@@ -26,7 +26,7 @@ TINY = {
     "cv": {"folds": 3, "epochs": 1},
     "train": {"epochs": 2},
     "synthetic": {"mnist": 600, "photos": 200, "digits": 600, "non_digits": 900, "pool": 300},
-    "detector": {"epochs": 5, "batch_size": 64, "hard_negatives": 100, "hard_epochs": 1},
+    "detector": {"epochs": 5, "batch_size": 64, "hard_negatives": 100, "hard_epochs": 1, "members": 2},
     "evaluate": {"gate": 0.5, "photos": 60, "non_digits": 200, "digits": 140},
 }
 

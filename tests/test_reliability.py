@@ -100,12 +100,13 @@ def test_killed_training_resumes_after_its_last_epoch_in_the_same_mlflow_run(pip
 def test_a_killed_detector_resumes_after_its_last_epoch_and_ends_where_an_uninterrupted_one_does(pipeline_copy):
     repo = pipeline_copy
     update_params(repo, {"detector": {"epochs": 12}})
-    kill_when(repo, "detector", lambda r, _: any(r.glob(".cache/detector/*/checkpoint.json")))
+    kill_when(repo, "detector", lambda r, _: any(r.glob(".cache/detector/*/member_1/checkpoint.json")))
     assert not (repo / "models" / "detector").exists(), "no detector until training has finished"
     [saved] = (repo / ".cache" / "detector").iterdir()
     run_id = (saved / "mlflow_run_id").read_text()
     resumed = run(repo, "dvc", "repro", "detector").stdout
-    assert "resuming after epoch" in resumed and "epoch 1/12:" not in resumed.split("Running stage 'detector'")[1]
+    assert "detector 1/2: resuming after epoch" in resumed
+    assert "detector 1/2 epoch 1/12:" not in resumed.split("Running stage 'detector'")[1]
     report = read_json(repo / "reports" / "detector.json")
     assert report["mlflow"]["run_id"] == run_id, "the interrupted MLflow run goes on"
     assert mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}").get_run(run_id).info.status == "FINISHED"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import quiet_native_stderr
 from .params import Model
 
@@ -121,6 +123,21 @@ def detector() -> keras.Model:
         ],
         name="detector",
     )
+
+
+def averaged_detector(members: list[keras.Model]) -> keras.Model:
+    """One detector of several: softmax of their logits averaged (so its log-odds of "a digit"
+    are the mean of theirs), of standard Keras layers. Its last layer is a Dense(2) with an
+    identity kernel, as a single detector's last layer is a Dense(2): served() moves the
+    threshold into that layer's bias. One member: that member."""
+    if len(members) == 1:
+        return members[0]
+    pixels = keras.Input(INPUT_SHAPE, name="pixels")
+    logits = layers.Average()([_copy(member, f"detector_{i}", logits=True)(pixels) for i, member in enumerate(members, 1)])
+    verdict = layers.Dense(2, activation="softmax", name="digit_or_not", dtype=_output_dtype())
+    model = keras.Model(pixels, verdict(logits), name="averaged_detector")
+    verdict.set_weights([np.eye(2, dtype=np.float32), np.zeros(2, np.float32)])
+    return model
 
 
 def _copy(model: keras.Model, name: str, logits: bool = False) -> keras.Model:

@@ -166,6 +166,7 @@ class Detector:
     hard_epochs: int = _int(0, default=4)  # more epochs on the training set and the hard negatives
     # the most of each kind's held-out validation digits called "not a digit": one number for all, or one per kind
     false_flag_rate: float | dict[str, float] = _rates_per_kind(0.0001, 0.5, DIGIT_KINDS, default=0.01)
+    members: int = _int(1, 9, default=3)  # detectors of seeds seed, seed + 1, ...; the served one averages their log-odds
     seed: int = _int(0, default=0)
 
     def flag_budgets(self) -> dict[str, float]:
