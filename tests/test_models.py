@@ -1,4 +1,5 @@
-"""The served model's test-time augmentation: the image and four one-pixel shifts of it, averaged."""
+"""The served model: its test-time augmentation (the image and four one-pixel shifts of it,
+averaged) and its averaged detectors."""
 
 from __future__ import annotations
 
@@ -37,3 +38,26 @@ def test_tta_averages_each_member_over_the_image_and_its_four_one_pixel_shifts()
     )
     assert not np.allclose(out["probabilities"], plain.predict(images, verbose=0)["probabilities"], atol=1e-3)
     np.testing.assert_array_equal(out["digit_score"], plain.predict(images, verbose=0)["digit_score"])  # the verdict reads the image alone
+
+
+def test_averaged_detectors_give_the_mean_of_their_log_odds_and_the_served_verdict_moves_with_the_threshold():
+    images = mnist.load_split(MIRROR, "t10k").images[:64].astype("float32")
+    training.seed_everything(0)
+    members = [models.detector() for _ in range(3)]
+    for i, member in enumerate(members):  # untrained detectors say about 50:50; a bias apart, their log-odds differ
+        kernel, bias = member.layers[-1].get_weights()
+        member.layers[-1].set_weights([kernel * (i + 1), bias + [0.0, i - 1.0]])
+    averaged = models.averaged_detector(members)
+    assert models.averaged_detector(members[:1]) is members[0]
+
+    def log_odds(probabilities):
+        p = probabilities.astype("float64")
+        return np.log(p[:, 1]) - np.log(p[:, 0])
+
+    expected = np.mean([log_odds(m.predict(images, verbose=0)) for m in members], axis=0)
+    np.testing.assert_allclose(log_odds(averaged.predict(images, verbose=0)), expected, atol=1e-4)
+    threshold = float(np.median(expected))
+    classifier = models.member_logits([models.build(Model("seed_cnn", [8, 8, 8], 16, 0.0))])
+    verdict = models.served(classifier, averaged, temperature=1.0, threshold=threshold).predict(images, verbose=0)["digit_score"]
+    np.testing.assert_array_equal(verdict[:, 1] >= 0.5, expected >= threshold)
+    assert 0 < (expected >= threshold).sum() < len(images)
