@@ -50,6 +50,12 @@ def main() -> None:
     if args.tiny:
         args.repeats = 1
     n_images = 20 if args.tiny else 1000
+    needed = [ROOT / "data" / "prepared" / "test_images.npy"]
+    if not args.models:
+        needed += [ROOT / "models" / "model.keras", ROOT / "models" / "export" / "ensemble.keras"]
+    missing = [str(path.relative_to(ROOT)) for path in needed if not path.exists()]
+    if missing:
+        raise SystemExit(f"error: no {', '.join(missing)}: run `dvc repro` first")
     from mnist_pipeline import mnist
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -145,3 +145,13 @@ def test_bench(tmp_path):
     training = results["training"]
     assert len(training["rows"]) == 3 and training["roof_images_per_s"] > 0
     assert all(r["plain_fit_images_per_s"] > 0 and r["pipeline_images_per_s"] > 0 and r["fraction_of_roof"] > 0 for r in training["rows"])
+
+
+@pytest.mark.parametrize("script", ["detector.py", "predict_models.py"])
+def test_a_script_run_before_the_pipeline_says_so_in_one_line(script, tiny_model, tmp_path):
+    shutil.copytree(ROOT / "bench", tmp_path / "bench")  # a checkout without data/ and models/
+    out = tmp_path / "results.json"
+    command = [sys.executable, tmp_path / "bench" / script, "--tiny", "--out", out, "--models", tiny_model]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and not out.exists()
+    assert result.stderr.splitlines() == [result.stderr.strip()] and "run `dvc repro" in result.stderr, result.stderr[-2000:]
