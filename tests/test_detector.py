@@ -75,7 +75,7 @@ def test_low_resolution_digits_are_coarse_and_non_digits_are_made_coarse_too(mad
     rng = np.random.default_rng(3)
     glyph = synthetic.typed("7", rng)
     coarse = synthetic.low_resolution(glyph, rng)
-    # scaled back up from 8-16 pixels: far fewer distinct rows than the glyph had
+    # scaled back up from 6-12 pixels: far fewer distinct rows than the glyph had
     assert len({row.tobytes() for row in coarse.astype(np.uint8)}) < len({row.tobytes() for row in glyph.astype(np.uint8)})
     low = made["kind"] == synthetic.KINDS.index("low_resolution")
     assert low.sum() == 60 and (made["labels"][low] >= 0).all()

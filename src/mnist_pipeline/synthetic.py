@@ -7,7 +7,7 @@ never tells the two apart; only what it shows does.
 
     digits:      MNIST digits with thicker or thinner strokes, typed digits, typed digits sketched
                  by hand (skeleton, warped, redrawn), pen-drawn digits, low-resolution digits (any
-                 of those brought down to 8-16 pixels and scaled back up, as a coarse scan is)
+                 of those brought down to 6-12 pixels and scaled back up, as a coarse scan is)
     non-digits:  typed and sketched letters and symbols, pen-drawn letters and doodles, scribbles,
                  textures (what a crop of a photo holds), two MNIST digits written over each other;
                  some of each at low resolution too, so that resolution never tells the two apart
@@ -266,22 +266,23 @@ def restroked(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def low_resolution(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The image as a coarse scanner or a phone far away records it: its ink brought down to 8-16
-    pixels (area averaged, half the time to a few grey levels), then scaled back up as a viewer
-    would (nearest, bilinear or bicubic), sometimes blurred."""
+    """The image as a coarse scanner or a phone far away records it: its ink brought down to 6-12
+    pixels (area averaged, half the time to a few grey levels; UCI's 8x8 scans are this coarse),
+    then scaled back up by any factor as a viewer would (nearest half the time, else bilinear or
+    bicubic), sometimes blurred."""
     rows, cols = np.nonzero(image > 0.25 * image.max())
     crop = image[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] if rows.size else image
     height, width = crop.shape
-    factor = rng.integers(8, 17) / max(height, width)
+    factor = rng.integers(6, 13) / max(height, width)
     small = Image.fromarray(np.clip(crop, 0, 255).astype(np.uint8))
     small = np.asarray(small.resize((max(1, round(width * factor)), max(1, round(height * factor))), Image.Resampling.BOX), np.float32)
     if rng.random() < 0.5:
         levels = rng.integers(4, 17)
         small = np.round(small / 255 * levels) / levels * 255
     small = np.pad(small, int(rng.integers(1, 4)))
-    up = int(rng.integers(3, 13))
-    resample = (Image.Resampling.NEAREST, Image.Resampling.BILINEAR, Image.Resampling.BICUBIC)[rng.integers(3)]
-    big = Image.fromarray(small.astype(np.uint8)).resize((small.shape[1] * up, small.shape[0] * up), resample)
+    up = rng.uniform(2.5, 12)  # not only whole factors: nearest-neighbour blocks of uneven widths, as a viewer draws them
+    resample = (Image.Resampling.NEAREST, Image.Resampling.BILINEAR, Image.Resampling.BICUBIC)[rng.choice(3, p=[0.5, 0.25, 0.25])]
+    big = Image.fromarray(small.astype(np.uint8)).resize((round(small.shape[1] * up), round(small.shape[0] * up)), resample)
     if rng.random() < 0.4:
         big = big.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.6) * up))
     return np.asarray(big, np.float32)
@@ -399,11 +400,11 @@ def _low_resolution_digit(digits, labels, rng):
 
 # kind -> (maker, share of its set); a maker returns an image before to_mnist and its label (-1: not a digit)
 DIGIT_KINDS = {
-    "restroked": (_restroked_digit, 0.3),
+    "restroked": (_restroked_digit, 0.25),
     "typed": (_typed_digit, 0.15),
     "sketched": (_sketched_digit, 0.15),
     "drawn": (_drawn_digit, 0.2),
-    "low_resolution": (_low_resolution_digit, 0.2),
+    "low_resolution": (_low_resolution_digit, 0.25),
 }
 NON_DIGIT_KINDS = {
     "typed_symbol": (_typed_symbol, 0.2),
