@@ -93,7 +93,7 @@ DIGIT_NAMES = {  # reports/eval.json's digit kinds, as the README names them
     "typed": "typed",
     "sketched": "sketched",
     "drawn": "drawn as on the page",
-    "low_resolution": "low-resolution (6-12 px, scaled up)",
+    "low_resolution": "low-resolution (brought down, scaled up)",
 }
 
 
