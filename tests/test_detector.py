@@ -3,6 +3,8 @@ budget per kind of digit), the params that state it, and the examples it learns 
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import yaml
@@ -80,6 +82,23 @@ def test_low_resolution_digits_are_coarse_and_non_digits_are_made_coarse_too(mad
     low = made["kind"] == synthetic.KINDS.index("low_resolution")
     assert low.sum() == 60 and (made["labels"][low] >= 0).all()
     assert synthetic.LOW_RESOLUTION_NON_DIGITS > 0 and not {"digit_overlay", "scribble"} & set(synthetic.POOL_KINDS)
+
+
+def test_low_resolution_brings_the_ink_to_6_to_12_pixels_as_coarse_scans_have_it():
+    """Scaled back up with nearest-neighbour and not blurred (the images whose rows repeat), a
+    low-resolution digit shows its coarse grid: 6 to 12 lines of ink along its longer side."""
+
+    def inked_lines(image: np.ndarray) -> int:
+        lines = [row.tobytes() for row in image]
+        return sum(1 for line, before in zip(lines, [b"", *lines[:-1]], strict=True) if line != before and any(line))
+
+    grids = []
+    for seed in range(120):
+        rng = np.random.default_rng(seed)
+        coarse = synthetic.low_resolution(synthetic.typed(str(seed % 10), rng), rng).astype(np.uint8)
+        if np.mean([a == b for a, b in itertools.pairwise(coarse.tolist())]) > 0.5:
+            grids.append(max(inked_lines(coarse), inked_lines(coarse.T)))
+    assert len(grids) >= 20 and min(grids) >= 6 and max(grids) <= 12, sorted(grids)
 
 
 def test_typed_symbols_are_drawn_in_a_font_that_has_them():

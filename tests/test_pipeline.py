@@ -131,6 +131,10 @@ def test_the_detector_learns_digits_from_non_digits(pipeline):
     assert {synthetic.KINDS[k] for k in set(pool["kind"].tolist())} == set(synthetic.POOL_KINDS)
     for sheet in ("detector_hard_negatives.png", "detector_flagged_digits.png"):
         assert (pipeline / "plots" / sheet).stat().st_size > 1000, sheet
+    # the reader's cleaning leaves digits by construction and low-resolution ones alone: each one made is kept
+    made = np.load(pipeline / "data" / "synthetic" / "val_kind.npy")
+    for kind in ("typed", "drawn", "low_resolution"):
+        assert detector["n"][kind] == (made == synthetic.KINDS.index(kind)).sum() > 0, kind
     headline = read_json(pipeline / "metrics" / "eval.json")
     assert headline["flag_nondigit"] > 0.1 > headline["flag_mnist"]
     synthetic_set = {name: np.load(pipeline / "data" / "synthetic" / f"train_{name}.npy") for name in ("images", "labels", "kind")}
