@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from helpers import MIRROR, ROOT, TINY, copy_repo, env_for, read_json, run, update_params, without_run_ids  # noqa: F401
 
 
@@ -25,10 +26,18 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session")
-def pipeline(tmp_path_factory) -> Path:
-    """A repo copy on which `dvc repro` has run once with tiny params."""
-    repo = copy_repo(tmp_path_factory.mktemp("pipeline"))
-    run(repo, "dvc", "repro")
+def pipeline(tmp_path_factory, worker_id) -> Path:
+    """A repo copy on which `dvc repro` has run once with tiny params: one for the whole session,
+    made by the first xdist worker that asks for it while the others wait. Tests read it and
+    never run a command that writes in it (that is what `pipeline_copy` is for)."""
+    shared = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    repo, done = shared / "pipeline", shared / "pipeline.done"
+    with FileLock(shared / "pipeline.lock"):
+        if not done.exists():
+            shutil.rmtree(repo, ignore_errors=True)  # what a worker that failed to make it left
+            repo.mkdir()
+            run(copy_repo(repo), "dvc", "repro")
+            done.touch()
     return repo
 
 

@@ -173,18 +173,18 @@ def test_plot_data(pipeline):
     assert [int(r["epoch"]) for r in history] == list(range(1, TINY["train"]["epochs"] + 1))
 
 
-def test_second_repro_has_nothing_to_do(pipeline):
-    result = run(pipeline, "dvc", "repro")
+def test_second_repro_has_nothing_to_do(pipeline_copy):
+    result = run(pipeline_copy, "dvc", "repro")
     assert "Data and pipelines are up to date" in result.stdout, result.stdout
-    status = run(pipeline, "dvc", "status")
+    status = run(pipeline_copy, "dvc", "status")
     assert "up to date" in status.stdout
 
 
-def test_dvc_shows_metrics_and_renders_plots(pipeline, tmp_path):
-    shown = run(pipeline, "dvc", "metrics", "show", "--json").stdout
+def test_dvc_shows_metrics_and_renders_plots(pipeline_copy, tmp_path):
+    shown = run(pipeline_copy, "dvc", "metrics", "show", "--json").stdout
     assert '"cv_acc"' in shown and '"flag_nondigit"' in shown and '"ece"' in shown
     out = tmp_path / "plots"
-    run(pipeline, "dvc", "plots", "show", "-o", str(out))
+    run(pipeline_copy, "dvc", "plots", "show", "-o", str(out))
     html = (out / "index.html").read_text()
     for title in (
         "Training loss",
