@@ -84,6 +84,14 @@ def matmul_flops_per_second(size: int = 2048) -> float:
     return best
 
 
+def warmup_steps(n_images: int, batch_size: int) -> int:
+    """Steps that trace the training step and warm the caches before a timed run: two executions'
+    worth (training.STEPS_PER_EXECUTION steps each), or one epoch of `n_images` if that is fewer."""
+    from mnist_pipeline import training
+
+    return min(2 * training.STEPS_PER_EXECUTION, -(-n_images // batch_size))
+
+
 def training_speed(kind: str, section: str, epochs: int = 2, images: int | None = None) -> float:
     """Run in a fresh process: images/s of `kind` ("plain", "one model" or "crossvalidate") with the
     batch size and optimizer of params.yaml's `section` ("cv" or "train"), over two epochs (the
@@ -134,7 +142,7 @@ def training_speed(kind: str, section: str, epochs: int = 2, images: int | None 
             else:
                 training.train_together(jobs, lambda key, job: training.train(job, epochs, label=f"model {key}"))
 
-    run(1, steps=2 * training.STEPS_PER_EXECUTION)
+    run(1, steps=warmup_steps(n_images, setup.batch_size))
     start = time.perf_counter()
     run(epochs)
     return epochs * n_models * n_images / (time.perf_counter() - start)

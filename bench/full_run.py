@@ -10,6 +10,7 @@ bench/full_run_results.json under the recipe's name: the README's results table
     python bench/full_run.py --install pip --install-only   # the install alone, as `pip install -e .` (before uv.lock)
     python bench/full_run.py --keep /tmp/run         # keep the clone (its dvc.lock, metrics/, reports/)
     python bench/full_run.py --tiny --install none --out F.json   # tiny params in this environment: checks this script
+    python bench/full_run.py --source ../other-checkout          # a clone of another repository's HEAD
 
 Each install starts with empty package caches of its own (downloads included in its time).
 """
@@ -89,6 +90,7 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="the tests' tiny params: checks the script, measures nothing worth quoting")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"results file (default {RESULTS.relative_to(ROOT)})")
     parser.add_argument("--keep", type=Path, help="make the clone here and keep it")
+    parser.add_argument("--source", type=Path, default=ROOT, help="the repository to clone (default: this one)")
     parser.add_argument("--install", choices=[*INSTALLS, "none"], default="uv", help="none: run in this interpreter's environment")
     parser.add_argument("--install-only", action="store_true", help="time the install alone, under the key install-<installer>")
     args = parser.parse_args()
@@ -96,10 +98,10 @@ def main() -> None:
         parser.error("--tiny needs --out outside bench/: its figures are not the committed ones")
     if not (ROOT / "conf" / "recipe" / f"{args.recipe}.yaml").is_file():
         raise SystemExit(f"error: no recipe {args.recipe!r}: expected conf/recipe/{args.recipe}.yaml")
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=args.source, capture_output=True, text=True, check=True).stdout.strip()
     with tempfile.TemporaryDirectory() as scratch:
         repo = args.keep or Path(scratch) / "clone"
-        subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
+        subprocess.run(["git", "clone", "-q", str(args.source), str(repo)], check=True)
         installed = (
             {}
             if args.install == "none"

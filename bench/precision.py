@@ -40,6 +40,7 @@ def speed(model_name: str, policy: str, n_images: int) -> float:
     import yaml
     from helpers import MIRROR, compose
 
+    from bench import warmup_steps
     from mnist_pipeline import mnist, params, training
 
     recipe, section = MODELS[model_name]
@@ -60,7 +61,7 @@ def speed(model_name: str, policy: str, n_images: int) -> float:
         label_smoothing=hyper.label_smoothing,
         seed=0,
     )
-    job.model.fit(job.epoch(0), steps_per_epoch=2 * training.STEPS_PER_EXECUTION, verbose=0)  # warm-up: tracing
+    job.model.fit(job.epoch(0), steps_per_epoch=warmup_steps(n_images, hyper.batch_size), verbose=0)  # tracing
     start = time.perf_counter()
     job.model.fit(job.epoch(1), verbose=0)
     return n_images / (time.perf_counter() - start)

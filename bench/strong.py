@@ -51,6 +51,7 @@ def speed(setup: str, n_images: int) -> float:
     import tensorflow as tf
     from helpers import MIRROR
 
+    from bench import warmup_steps
     from mnist_pipeline import mnist, models, params, training
 
     how, n_models, augmented = SETUPS[setup]
@@ -106,7 +107,7 @@ def speed(setup: str, n_images: int) -> float:
             else:
                 training.train_together(jobs, lambda key, job: training.train(job, 1, label=f"model {key}"))
 
-    run(steps=2 * training.STEPS_PER_EXECUTION)
+    run(steps=warmup_steps(n_images, p.cv.batch_size))
     start = time.perf_counter()
     run()
     return n_models * n_images / (time.perf_counter() - start)

@@ -1,7 +1,8 @@
 """The README's results, rendered from the committed files that the measuring runs wrote:
 metrics/*.json and reports/eval.json (the default run's outputs, `dvc repro`),
 bench/full_run_results.json (whole runs timed in a fresh clone, the strong preset's figures:
-bench/full_run.py) and bench/predict_models_results.json (bench/predict_models.py).
+bench/full_run.py), bench/predict_models_results.json (bench/predict_models.py) and
+bench/suite_results.json (the test suite's times: bench/suite.py).
 
     python docs/results_table.py            # print the section
     python docs/results_table.py --write    # replace it in README.md, between the two markers
@@ -51,6 +52,7 @@ def load(root: Path = ROOT) -> dict:
         "export": read("reports/export.json"),
         "runs": read("bench/full_run_results.json"),
         "predict": read("bench/predict_models_results.json"),
+        "suite": read("bench/suite_results.json"),
     }
 
 
@@ -143,6 +145,14 @@ def render(files: dict) -> str:
         )
     else:
         intro_install = ""
+    tiers = {"full": "the whole suite (README command 2)", "fast": 'the fast tier (`-m "not slow"`)'}
+    suite = [f"{label}, {minutes(files['suite'][tier]['wall_s'])}" for tier, label in tiers.items() if tier in files["suite"]]
+    if suite:
+        measured = next(files["suite"][tier] for tier in tiers if tier in files["suite"])
+        intro_install += (
+            f" The tests, two pytest-xdist workers (`python bench/suite.py [--tier fast]`, recorded in `bench/suite_results.json`): "
+            f"{'; '.join(suite)}, on {measured['machine']} (commit {measured['commit'][:7]})."
+        )
     flagged = report["flagged_non_digits"]
     kinds = ", ".join(f"{NON_DIGIT_NAMES.get(kind, kind)} ({pct(share, 0)})" for kind, share in flagged.items())
     intro = (

@@ -28,6 +28,7 @@ SCRIPTS = [
     "serve.py",
     "stroke_widths.py",
     "strong.py",
+    "suite.py",
 ]
 
 
@@ -71,6 +72,13 @@ def test_serve(tiny_model, tmp_path):
     }
     for r in results["rows"]:
         assert r["requests"] >= 1 and r["requests_per_s"] > 0 and 0 < r["p50_ms"] <= r["p99_ms"]
+
+
+def test_suite(tmp_path):
+    results = tiny("suite.py", tmp_path / "suite.json", "--tier", "fast")["fast"]
+    assert results["command"] == "python -m pytest -m 'not slow' tests/test_calibration.py"
+    assert results["tests"] >= 3 and len(results["slowest"]) == min(10, results["tests"])
+    assert 0 < max(results["slowest"].values()) < results["wall_s"]
 
 
 @pytest.mark.slow

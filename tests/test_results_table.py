@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import ROOT, env_for
+from helpers import ROOT, copy_repo, env_for, read_json, without_run_ids
 
 FILES = [
     "README.md",
@@ -19,6 +19,7 @@ FILES = [
     "reports/export.json",
     "bench/full_run_results.json",
     "bench/predict_models_results.json",
+    "bench/suite_results.json",
 ]
 
 
@@ -61,10 +62,25 @@ def test_a_new_result_without_the_readme_fails_the_check(tmp_path):
 
 
 @pytest.mark.slow  # a tiny `dvc exp run` in a fresh clone
-def test_a_full_run_is_measured_from_a_fresh_clone(tmp_path):
-    out = tmp_path / "runs.json"
+def test_a_full_run_is_measured_from_a_fresh_clone_and_reproduces_every_figure(tmp_path, pipeline):
+    """bench/full_run.py on a clone of this working tree: what it records, and (the same params on the same
+    machine give the same metrics) every metrics and reports file of the session's `pipeline`, figure for figure."""
+    source = copy_repo(tmp_path / "source")
+    out, clone = tmp_path / "runs.json", tmp_path / "clone"
     subprocess.run(
-        [sys.executable, "bench/full_run.py", "--tiny", "--install", "none", "--out", str(out)],
+        [
+            sys.executable,
+            "bench/full_run.py",
+            "--tiny",
+            "--install",
+            "none",
+            "--source",
+            str(source),
+            "--keep",
+            str(clone),
+            "--out",
+            str(out),
+        ],
         cwd=ROOT,
         env=env_for(ROOT),  # the MNIST mirror, as every test's pipeline has it
         check=True,
@@ -72,8 +88,13 @@ def test_a_full_run_is_measured_from_a_fresh_clone(tmp_path):
         timeout=900,
     )
     run = json.loads(out.read_text())["tutorial"]
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, check=True).stdout.strip()
     assert run["commit"] == head and run["tiny"] and run["command"].startswith("dvc exp run -n tutorial -S data.train_limit=1200")
     assert run["wall_s"] > 0 and 0.1 < run["peak_rss_gib"] < 24
     assert set(run["metrics"]) >= {"test_acc", "cv_acc", "ece", "ece_raw"} and 0.5 < run["metrics"]["test_acc"] <= 1
     assert set(run["test_accuracy"]) >= {"final", "ensemble", "fold_1"}
+    assert run["metrics"] == read_json(pipeline / "metrics" / "eval.json") | read_json(pipeline / "metrics" / "cv.json")
+    for path in [*(pipeline / "metrics").glob("*.json"), *(pipeline / "reports").glob("*.json")]:
+        name = path.relative_to(pipeline)
+        assert without_run_ids(read_json(clone / name)) == without_run_ids(read_json(path)), name
+    assert (clone / "plots" / "confusion.csv").read_text() == (pipeline / "plots" / "confusion.csv").read_text()
