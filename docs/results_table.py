@@ -146,12 +146,12 @@ def render(files: dict) -> str:
     else:
         intro_install = ""
     tiers = {"full": "the whole suite (README command 2)", "fast": 'the fast tier (`-m "not slow"`)'}
-    suite = [f"{label}, {minutes(files['suite'][tier]['wall_s'])}" for tier, label in tiers.items() if tier in files["suite"]]
+    suite = {tier: files["suite"][tier] for tier in tiers if tier in files["suite"]}
     if suite:
-        measured = next(files["suite"][tier] for tier in tiers if tier in files["suite"])
         intro_install += (
-            f" The tests, two pytest-xdist workers (`python bench/suite.py [--tier fast]`, recorded in `bench/suite_results.json`): "
-            f"{'; '.join(suite)}, on {measured['machine']} (commit {measured['commit'][:7]})."
+            " The tests, two pytest-xdist workers (`python bench/suite.py [--tier fast]`, recorded in `bench/suite_results.json`): "
+            + "; ".join(f"{tiers[tier]}, {minutes(t['wall_s'])} (commit {t['commit'][:7]}, {t['machine']})" for tier, t in suite.items())
+            + "."
         )
     flagged = report["flagged_non_digits"]
     kinds = ", ".join(f"{NON_DIGIT_NAMES.get(kind, kind)} ({pct(share, 0)})" for kind, share in flagged.items())
