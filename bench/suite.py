@@ -26,7 +26,7 @@ from bench import _cpu_name, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 TIERS = {"full": [], "fast": ["-m", "not slow"]}
-TINY_TESTS = ["tests/test_calibration.py"]
+TINY_TESTS = ["tests/test_project.py"]  # two tests, neither imports TensorFlow
 
 
 def run_suite(args: list[str], scratch: Path) -> dict:
