@@ -2,7 +2,7 @@
 workers), and the fast tier's (`-m "not slow"`), with the slowest tests of each. Writes them into
 bench/suite_results.json under the tier's name, with the commit and the machine.
 
-    python bench/suite.py                        # the whole suite, about half an hour on 2 cores
+    python bench/suite.py                        # the whole suite, some 17 min on 2 cores
     python bench/suite.py --tier fast            # the fast tier, a few minutes
     python bench/suite.py --tiny --out F.json    # one quick test file: checks this script
 
