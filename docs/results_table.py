@@ -147,8 +147,9 @@ def render(files: dict) -> str:
         intro_install = ""
     tiers = {"full": "the whole suite (README command 2)", "fast": 'the fast tier (`-m "not slow"`)'}
     suite = {tier: files["suite"][tier] for tier in tiers if tier in files["suite"]}
+    intro_suite = ""
     if suite:
-        intro_install += (
+        intro_suite = (
             " The tests, two pytest-xdist workers (`python bench/suite.py [--tier fast]`, recorded in `bench/suite_results.json`): "
             + "; ".join(f"{tiers[tier]}, {minutes(t['wall_s'])} (commit {t['commit'][:7]}, {t['machine']})" for tier, t in suite.items())
             + "."
@@ -168,6 +169,7 @@ def render(files: dict) -> str:
         )
         + "."
         + intro_install
+        + intro_suite
     )
     outro = (
         f'The committed run\'s non-digits, of each kind, called "not a digit": {kinds}. '
