@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import MIRROR, copy_repo, run, update_params
+from helpers import MIRROR, copy_repo, read_json, run, update_params
 
 from mnist_pipeline import PipelineError, mnist, models, training
+from mnist_pipeline.predict import LiteRTModel
 from mnist_pipeline.params import Model
 
 keras = training.keras  # imported with TensorFlow's banner silenced
@@ -42,6 +43,48 @@ def test_a_model_trained_in_bfloat16_is_saved_and_served_in_float32(tmp_path):
     np.testing.assert_array_equal(loaded.predict(images[:64], verbose=0), f32)
     float32 = models.build(Model("seed_cnn", [8, 8, 8], 16, 0.0))
     assert models.in_float32(float32) is float32, "a float32 model is saved as it is"
+
+
+def test_models_trained_in_bfloat16_go_through_the_real_export_and_evaluate(pipeline_copy):
+    """The classifiers and the detector members trained under mixed_bfloat16, saved as train,
+    crossvalidate and detector save them (the averaged detector built while the policy is still
+    mixed, as the detector stage builds it), then the export and evaluate stages as they are, and
+    LiteRT reading the files: what crashed at export on every CPU with native bfloat16."""
+    repo = pipeline_copy
+    data = mnist.load_split(MIRROR, "train")
+    images, labels = data.images[:256], data.labels[:256]
+    folds = sorted((repo / "models" / "folds").glob("fold-*.keras"))
+
+    def trained(model, targets, seed):
+        job = training.prepare(
+            model, training.to_tensors(images, targets), np.arange(len(targets)), batch_size=64, optimizer="adam", learning_rate=0.003, seed=seed
+        )
+        training.train(job, 1, lambda epoch, logs: None)
+        return job.model
+
+    try:
+        keras.config.set_dtype_policy("mixed_bfloat16")  # emulated on a CPU without it: slow, but tiny models
+        for seed, path in enumerate([*folds, repo / "models" / "model.keras"]):
+            models.in_float32(trained(Model("bn_cnn", [8, 8, 8], 16, 0.1), labels, seed)).save(path)
+        detectors = [models.in_float32(trained(models.detector, (labels % 2).astype(np.uint8), seed)) for seed in (0, 1)]
+        models.averaged_detector(detectors).save(repo / "models" / "detector" / "model.keras")
+    finally:
+        keras.config.set_dtype_policy("float32")
+
+    run(repo, "python", "stages/export.py", PYTHONPATH="src")
+    for path in (repo / "models" / "export" / "ensemble.keras", repo / "models" / "detector" / "model.keras"):
+        loaded = keras.saving.load_model(path)
+        policies = {layer.dtype_policy.name for layer in loaded._flatten_layers(include_self=False, recursive=True)}
+        assert policies == {"float32"}, f"{path.name} computes in {policies}"
+    parity = read_json(repo / "reports" / "export.json")["parity"]
+    for name in ("ensemble_tflite", "final_tflite"):
+        assert parity[name]["same_class"] > 0.97 and parity[name]["same_verdict"] > 0.97, parity[name]
+    probabilities, scores = LiteRTModel(repo / "models" / "export" / "model.tflite").read(images[:32])
+    assert probabilities.shape == (32, 10) and scores.shape == (32,) and probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-4)
+
+    run(repo, "python", "stages/evaluate.py", PYTHONPATH="src")
+    assert 0 < read_json(repo / "metrics" / "eval.json")["test_acc"] <= 1
 
 
 def test_a_precision_this_machine_would_emulate_is_one_line_before_training(tmp_path):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import numpy as np
 
 from . import quiet_native_stderr
@@ -76,24 +79,38 @@ def _output_dtype() -> str | None:
     return "float32" if keras.config.dtype_policy().compute_dtype != "float32" else None
 
 
+@contextlib.contextmanager
+def float32_policy() -> Iterator[None]:
+    """Layers built inside compute in float32, whatever Keras's global dtype policy is (a mixed one
+    while training: training.set_precision). Everything that is saved and served is built here:
+    LiteRT has no bfloat16 kernels, and a threshold set on bfloat16 output would not be the served one."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def in_float32(model: keras.Model) -> keras.Model:
-    """The model with every layer computing in float32, same weights (a mixed policy keeps its
-    variables in float32 already): what is saved and served, whatever the training precision."""
-    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+    """The model with every layer, nested models' too, computing in float32, same weights (a mixed
+    policy keeps its variables in float32 already): what is saved and served, whatever the training
+    precision. A model already all float32 is returned as it is."""
+    config = model.get_config()
+    if _float32_config(config) == config:
         return model
+    return _copy(model, model.name)
 
-    def float32(config):
-        if isinstance(config, dict):
-            if config.get("class_name") == "DTypePolicy":
-                return config | {"config": config["config"] | {"name": "float32"}}
-            return {key: float32(value) for key, value in config.items()}
-        if isinstance(config, list):
-            return [float32(value) for value in config]
-        return config
 
-    copy = model.__class__.from_config(float32(model.get_config()))
-    copy.set_weights(model.get_weights())
-    return copy
+def _float32_config(config):
+    """A model's or layer's config with every dtype policy in it float32."""
+    if isinstance(config, dict):
+        if config.get("class_name") == "DTypePolicy":
+            return config | {"config": config["config"] | {"name": "float32"}}
+        return {key: _float32_config(value) for key, value in config.items()}
+    if isinstance(config, list):
+        return [_float32_config(value) for value in config]
+    return config
 
 
 def build(params: Model) -> keras.Model:
@@ -125,25 +142,27 @@ def detector() -> keras.Model:
     )
 
 
+@float32_policy()
 def averaged_detector(members: list[keras.Model]) -> keras.Model:
     """One detector of several: softmax of their logits averaged (so its log-odds of "a digit"
     are the mean of theirs), of standard Keras layers. Its last layer is a Dense(2) with an
     identity kernel, as a single detector's last layer is a Dense(2): served() moves the
     threshold into that layer's bias. One member: that member."""
     if len(members) == 1:
-        return members[0]
+        return in_float32(members[0])
     pixels = keras.Input(INPUT_SHAPE, name="pixels")
     logits = layers.Average()([_copy(member, f"detector_{i}", logits=True)(pixels) for i, member in enumerate(members, 1)])
-    verdict = layers.Dense(2, activation="softmax", name="digit_or_not", dtype=_output_dtype())
+    verdict = layers.Dense(2, activation="softmax", name="digit_or_not")
     model = keras.Model(pixels, verdict(logits), name="averaged_detector")
     verdict.set_weights([np.eye(2, dtype=np.float32), np.zeros(2, np.float32)])
     return model
 
 
+@float32_policy()
 def _copy(model: keras.Model, name: str, logits: bool = False) -> keras.Model:
-    """The model under a new name (a model's layers need distinct names), with the same weights;
-    `logits`: its last layer without the softmax."""
-    config = model.get_config() | {"name": name}
+    """The model under a new name (a model's layers need distinct names), with the same weights,
+    computing in float32; `logits`: its last layer without the softmax."""
+    config = _float32_config(model.get_config()) | {"name": name}
     if logits:
         config["layers"][-1]["config"]["activation"] = "linear"
     copy = model.__class__.from_config(config)
@@ -162,6 +181,7 @@ def shifted_views(pixels, shift: int) -> list:
     return [pixels] + [layers.Cropping2D(crop)(padded) for crop in crops]
 
 
+@float32_policy()
 def member_logits(members: list[keras.Model], tta: int = 0) -> keras.Model:
     """One output for each member and view (the image and, with `tta` > 0, its four shifted
     copies: shifted_views): the member's logits, its softmax left out."""
@@ -174,6 +194,7 @@ def member_logits(members: list[keras.Model], tta: int = 0) -> keras.Model:
     return keras.Model(pixels, outputs, name="member_logits")
 
 
+@float32_policy()
 def served(logits: keras.Model, digit_or_not: keras.Model, temperature: float, threshold: float) -> keras.Model:
     """One model with two outputs for predict and serve, of standard Keras layers only (MLflow
     and LiteRT load it as it is):
