@@ -7,8 +7,8 @@ import pytest
 from helpers import MIRROR, copy_repo, read_json, run, update_params
 
 from mnist_pipeline import PipelineError, mnist, models, training
-from mnist_pipeline.predict import LiteRTModel
 from mnist_pipeline.params import Model
+from mnist_pipeline.predict import LiteRTModel
 
 keras = training.keras  # imported with TensorFlow's banner silenced
 
@@ -57,7 +57,13 @@ def test_models_trained_in_bfloat16_go_through_the_real_export_and_evaluate(pipe
 
     def trained(model, targets, seed):
         job = training.prepare(
-            model, training.to_tensors(images, targets), np.arange(len(targets)), batch_size=64, optimizer="adam", learning_rate=0.003, seed=seed
+            model,
+            training.to_tensors(images, targets),
+            np.arange(len(targets)),
+            batch_size=64,
+            optimizer="adam",
+            learning_rate=0.003,
+            seed=seed,
         )
         training.train(job, 1, lambda epoch, logs: None)
         return job.model
