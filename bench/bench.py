@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import numpy as np  # noqa: E402
+
+from mnist_pipeline import machine  # noqa: E402
 
 SMALL = {"data": {"train_limit": 6000, "test_limit": 2000}, "cv": {"folds": 2, "epochs": 2}, "train": {"epochs": 2}}
 STAGES = ["download", "preprocess", "crossvalidate", "train", "synthesize", "detector", "export", "evaluate"]  # dvc.yaml's, in its order
@@ -285,16 +286,6 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="time the stages with the full default params")
@@ -307,7 +298,7 @@ def main() -> None:
         return
     from helpers import TINY
 
-    results = {"machine": f"{_cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}"}
+    results = {"machine": machine.describe()}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         print("pipeline stages...", file=sys.stderr)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -30,16 +29,11 @@ from pathlib import Path
 
 import psutil
 
+from mnist_pipeline import machine
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "full_run_results.json"
 sys.path.insert(0, str(ROOT / "tests"))
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def peak_tree_rss(process: subprocess.Popen, peak: list[int]) -> None:
@@ -108,7 +102,7 @@ def main() -> None:
             else {"install_s": install(repo, args.install, Path(scratch) / "caches"), "install": INSTALLS[args.install]}
         )
         if args.install_only:
-            record(args.out, f"install-{args.install}", installed | {"commit": commit, "machine": machine()})
+            record(args.out, f"install-{args.install}", installed | {"commit": commit, "machine": machine.describe()})
             return
         bin_dir = Path(sys.executable).parent if args.install == "none" else repo / ".venv" / "bin"
         overrides = [] if args.recipe == "tutorial" else [f"recipe={args.recipe}"]
@@ -122,12 +116,14 @@ def main() -> None:
         measured = installed | measure(repo, command, log, bin_dir)
         read = {
             name: json.loads((repo / name).read_text())
-            for name in ("metrics/eval.json", "metrics/cv.json", "reports/eval.json", "reports/detector.json")
+            for name in ("metrics/eval.json", "metrics/cv.json", "reports/eval.json", "reports/detector.json", "reports/train.json")
         }
     result = measured | {
         "command": " ".join(command),
         "commit": commit,
-        "machine": machine(),
+        "machine": machine.describe(),
+        "instruction_set": machine.instruction_set(),
+        "precision": read["reports/train.json"]["precision"],
         "tiny": args.tiny,
         "metrics": read["metrics/eval.json"] | read["metrics/cv.json"],
         "test_accuracy": read["reports/eval.json"]["test_accuracy"],
@@ -138,10 +134,6 @@ def main() -> None:
 
 
 BY_KIND = ("flagged_digits", "read_right_digits", "flagged_non_digits", "non_digits_answered_sure")  # reports/eval.json's
-
-
-def machine() -> str:
-    return f"{cpu_name()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
 
 
 def record(out: Path, key: str, result: dict) -> None:

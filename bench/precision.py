@@ -72,7 +72,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=6400, help="images per timed epoch")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--speed", nargs=2, metavar=("MODEL", "POLICY"), help=argparse.SUPPRESS)
-    from bench import _cpu_name, parse_args
+    from bench import parse_args
+    from mnist_pipeline import machine
 
     args = parse_args(parser, "precision_results.json")
     if args.tiny:
@@ -102,7 +103,7 @@ def main() -> None:
         cpu_flags = set()
     median = {m: {policy: float(np.median(values)) for policy, values in by.items()} for m, by in runs.items()}
     results = {
-        "machine": _cpu_name(),
+        "machine": machine.describe(),
         "cpu_flags": [flag for flag in FLAGS if flag in cpu_flags],
         "native_bfloat16": native,
         "images_per_epoch": args.images,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from bench import parse_args  # noqa: E402
+from mnist_pipeline import machine  # noqa: E402
 
 
 def timed(command: list[str]) -> float:
@@ -93,7 +93,7 @@ def main() -> None:
                 for kind, command in runs.items():
                     walls[name][kind].append(timed(command))
     results = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "machine": machine.describe(),
         "repeats": args.repeats,
         "median_s": {name: {kind: float(np.median(w)) for kind, w in runs.items()} for name, runs in walls.items()},
         "best_s": {name: {kind: float(np.min(w)) for kind, w in runs.items()} for name, runs in walls.items()},

@@ -103,7 +103,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--images", type=int, default=N_IMAGES, help="images per measured epoch")
     parser.add_argument("--probe", nargs="+", help=argparse.SUPPRESS)
-    from bench import _cpu_name, parse_args
+    from bench import parse_args
+    from mnist_pipeline import machine
 
     args = parse_args(parser, "scaling_results.json")
     if args.tiny:
@@ -129,7 +130,7 @@ def main() -> None:
                 best[name] = value
             print(f"  round {round_ + 1}: {name} {speed:,.0f} images/s", file=sys.stderr)
         best["startup_s"] = min(best.get("startup_s", float("inf")), startup_seconds())
-    results = {"machine": _cpu_name(), "n_images_per_epoch": args.images, "rounds": args.rounds, "best": best}
+    results = {"machine": machine.describe(), "n_images_per_epoch": args.images, "rounds": args.rounds, "best": best}
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     none, mirrored = best["train_none"], best["train_mirrored_2_cpus"]
     print(f"| measured on {results['machine']} (best of {args.rounds}) | |\n|---|---|")

@@ -19,8 +19,6 @@ import argparse
 import http.client
 import io
 import json
-import os
-import platform
 import re
 import shutil
 import socket
@@ -39,6 +37,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from bench import parse_args  # noqa: E402
 from mnist_pipeline import imaging  # noqa: E402
+from mnist_pipeline.machine import describe as describe_machine  # noqa: E402
 
 
 def payloads() -> dict[str, bytes]:
@@ -197,7 +196,7 @@ def main() -> None:
         finally:
             process.terminate()
             process.wait()
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    machine = describe_machine()
     results = {"machine": machine, "model": str(args.model), "load_generator": generator, "start_to_first_answer_s": starts, "rows": rows}
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(

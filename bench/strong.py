@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mnist_pipeline import machine
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
@@ -118,7 +120,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=9600, help="images per model per timed epoch")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--speed", help=argparse.SUPPRESS)
-    from bench import _cpu_name, matmul_flops_per_second, parse_args, training_flops_per_image
+    from bench import matmul_flops_per_second, parse_args, training_flops_per_image
 
     args = parse_args(parser, "strong_results.json")
     if args.tiny:
@@ -142,7 +144,7 @@ def main() -> None:
     flops = training_flops_per_image(models.build(strong_params().model))
     roof = matmul_flops_per_second(256 if args.tiny else 2048)
     results = {
-        "machine": _cpu_name(),
+        "machine": machine.describe(),
         "images_per_model": args.images,
         "runs": runs,
         "images_per_s": mean,

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -22,7 +20,8 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from bench import _cpu_name, parse_args
+from bench import parse_args
+from mnist_pipeline import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 TIERS = {"full": [], "fast": ["-m", "not slow"]}
@@ -59,7 +58,7 @@ def main() -> None:
     results[args.tier] = measured | {
         "command": " ".join(["python -m pytest", *(f"'{a}'" if " " in a else a for a in pytest_args)]),
         "commit": commit + ("+uncommitted changes" if dirty else ""),
-        "machine": f"{_cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": machine.describe(),
     }
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results[args.tier], indent=2))

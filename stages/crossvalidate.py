@@ -22,7 +22,7 @@ import keras  # noqa: E402, I001  (after training, which imports it with TensorF
 import numpy as np  # noqa: E402
 from sklearn.model_selection import KFold  # noqa: E402
 
-from mnist_pipeline import evaluation, mnist, models, tracking, training  # noqa: E402
+from mnist_pipeline import evaluation, machine, mnist, models, tracking, training  # noqa: E402
 
 PREPARED = Path("data/prepared")
 CACHE = Path(".cache/crossvalidate")
@@ -100,14 +100,14 @@ def main() -> None:
             folds += [train_fold(fold, job) for fold, job in jobs.items()]
         folds.sort(key=lambda f: f["fold"])
         if chief:
-            save(folds, cache, parent_id, data, splits)
+            save(folds, cache, parent_id, data, splits, precision)
         else:
             print("cross-validation done on this worker; the chief saves the fold models and logs the runs")
     training.wait_for_all(strategy)
     shutil.rmtree(cache, ignore_errors=True)  # on every worker: a later run starts afresh everywhere
 
 
-def save(folds: list[dict], cache: Path, parent_id: str, data: mnist.Dataset, splits: list) -> None:
+def save(folds: list[dict], cache: Path, parent_id: str, data: mnist.Dataset, splits: list, precision: str) -> None:
     """The fold models with their out-of-fold probabilities (each training image as predicted by
     the fold model that did not train on it), the summary in
     metrics/cv.json (headline) and reports/cv.json (each fold, MLflow ids) and MLflow, and the plots."""
@@ -133,6 +133,8 @@ def save(folds: list[dict], cache: Path, parent_id: str, data: mnist.Dataset, sp
         summary
         | {
             "n_folds": len(folds),
+            "precision": precision,
+            "instruction_set": machine.instruction_set(),
             "folds": {str(f["fold"]): {"accuracy": f["accuracy"], "loss": f["loss"]} for f in folds},
             "mlflow": {"run_id": parent_id, "fold_run_ids": [f["mlflow_run_id"] for f in folds]},
         },

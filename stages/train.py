@@ -14,7 +14,7 @@ p = stage.load_params()  # first: a typo in params.yaml answers before TensorFlo
 
 import numpy as np  # noqa: E402
 
-from mnist_pipeline import mnist, models, tracking, training  # noqa: E402
+from mnist_pipeline import machine, mnist, models, tracking, training  # noqa: E402
 
 PREPARED = Path("data/prepared")
 MODEL = Path("models/model.keras")
@@ -49,14 +49,14 @@ def main() -> None:
         )
         history = training.train(job, p.train.epochs, tracking.log_epoch, checkpoint=cache)
         if chief:
-            save(job.model, history, data, run_id)
+            save(job.model, history, data, run_id, precision)
         else:
             print("training done on this worker; the chief saves the model and logs the run")
     training.wait_for_all(strategy)
     shutil.rmtree(cache, ignore_errors=True)  # on every worker: a later run starts afresh everywhere
 
 
-def save(model, history: dict, data: mnist.Dataset, run_id: str) -> None:
+def save(model, history: dict, data: mnist.Dataset, run_id: str, precision: str) -> None:
     """The model (in float32, whatever it trained in), its MLflow copy, the history plot data and reports/train.json."""
     model = models.in_float32(model)
     with stage.atomic_path(MODEL) as tmp:
@@ -74,6 +74,8 @@ def save(model, history: dict, data: mnist.Dataset, run_id: str) -> None:
             "epochs": p.train.epochs,
             "n_images": len(data.labels),
             "n_weights": model.count_params(),
+            "precision": precision,
+            "instruction_set": machine.instruction_set(),
             "mlflow": {"run_id": run_id, "model_id": model_id},
         },
     )

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import PipelineError, write_fault
+from . import PipelineError, machine, write_fault
 from .stage import atomic_path
 
 EXPERIMENT = "mnist-pipeline"
@@ -171,7 +171,14 @@ def run(
     if not _enabled:
         yield None
         return
-    tags = {"stage": stage, "git_commit": _git_commit(), "pipeline_run": pipeline_run(), "uv_lock_sha256": project_file_digest("uv.lock")}
+    tags = {
+        "stage": stage,
+        "git_commit": _git_commit(),
+        "pipeline_run": pipeline_run(),
+        "uv_lock_sha256": project_file_digest("uv.lock"),
+        "cpu": machine.cpu_name(),
+        "instruction_set": machine.instruction_set(),  # same numbers on one kind of CPU, not across kinds
+    }
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
     with store_faults_in_one_line():

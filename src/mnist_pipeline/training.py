@@ -17,7 +17,7 @@ from typing import TypeVar
 import numpy as np
 from tqdm import tqdm
 
-from . import PipelineError, not_retracing, quiet_native_stderr, stage
+from . import PipelineError, machine, not_retracing, quiet_native_stderr, stage
 
 with quiet_native_stderr():  # TensorFlow's start-up banner (see quiet_native_stderr)
     import keras
@@ -62,11 +62,8 @@ def native_bfloat16() -> str | None:
     several times slower than float32."""
     if (gpu_capability() or (0, 0)) >= (8, 0):
         return "a GPU"
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:  # not Linux
-        return None
-    return next((f"the CPU's {flag}" for flag in ("amx_bf16", "avx512_bf16", "bf16") if flag in flags), None)
+    flag = machine.bfloat16_flag()
+    return f"the CPU's {flag}" if flag else None
 
 
 def set_precision(requested: str) -> str:
