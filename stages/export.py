@@ -9,6 +9,8 @@ TFLite file keeps its weights as int8 (evaluate scores the file as it is served)
     final.tflite                                      the final model, served
     ensemble.tflite, ensemble.keras                   the fold models and the final model, probabilities averaged, served
                                                       (each also over shifted copies of the image, with export.tta)
+    final_untempered.tflite, ensemble_untempered...   the same with the temperature out, where it is not 1: for
+                                                      evaluate's calibration error without it, on the same file
     model.tflite                                      the one `export.serve` names: predict's and serve's default
     saved_model/, model.json + model.weights.h5       the bare final model as a SavedModel and as the tutorial saved it
 """
@@ -34,6 +36,7 @@ PREPARED = Path("data/prepared")
 # they are (the final model trains on all 60,000, so no MNIST image but the test set's is held out from
 # every member; with `augment` on, the members saw distortions of the same kind).
 CALIBRATION_IMAGES, CALIBRATION_SEED = 10_000, 0
+UNTEMPERED = "_untempered"  # final_untempered.tflite: the served file with its temperature out, where it has one
 
 
 def main() -> None:
@@ -46,12 +49,14 @@ def main() -> None:
     rng = np.random.default_rng(CALIBRATION_SEED)
     chosen = rng.choice(len(train.labels), min(CALIBRATION_IMAGES, len(train.labels)), replace=False)
     calibration_images, calibration_labels = evaluation.distorted(train.images[chosen], rng), train.labels[chosen]
-    temperature, served, fit = {}, {}, {}
+    temperature, served, fit, untempered = {}, {}, {}, {}
     for name, members in {"final": [final], "ensemble": [*folds, final]}.items():
         logits = models.member_logits(members, p.export.tta)
         held_out = np.reshape(logits.predict(calibration_images, batch_size=250, verbose=0), (-1, len(calibration_labels), 10))
         temperature[name], fit[name] = evaluation.choose_temperature(held_out, calibration_labels)
         served[name] = models.served(logits, detector, temperature[name], threshold)
+        if temperature[name] != 1.0:  # the same file with the temperature out: evaluate's calibration error without it
+            untempered[name] = models.served(logits, detector, 1.0, threshold)
     images = mnist.load_prepared(PREPARED, "test").images.astype("float32")
     with tracking.run("export", tracking.flat_params(export=p.export)) as run_id:
         tracking.log_metrics({f"temperature.{name}": t for name, t in temperature.items()} | {"threshold_log_odds": threshold})
@@ -61,6 +66,8 @@ def main() -> None:
             export.export_tutorial_files(final, tmp)
             for name, model in served.items():
                 export.to_tflite(model, tmp / f"{name}.tflite", weights=p.export.weights)
+            for name, model in untempered.items():
+                export.to_tflite(model, tmp / f"{name}{UNTEMPERED}.tflite", weights=p.export.weights)
             served["ensemble"].save(tmp / "ensemble.keras")
             shutil.copy(tmp / f"{p.export.serve}.tflite", tmp / "model.tflite")
 

@@ -88,14 +88,15 @@ def test_metrics(pipeline):
 
     headline, evaluation = read_json(pipeline / "metrics" / "eval.json"), read_json(pipeline / "reports" / "eval.json")
     numbers = [v for path in (pipeline / "metrics").glob("*.json") for v in read_json(path).values()]
-    assert len(numbers) <= 16 and all(isinstance(v, float) for v in numbers), "dvc exp show: a few headline numbers"
+    assert len(numbers) <= 12 and all(isinstance(v, float) for v in numbers), "dvc exp show: a dozen headline numbers at most"
     assert evaluation["n_images"] == TINY["data"]["test_limit"] and evaluation["n_non_digits"] == TINY["evaluate"]["non_digits"]
     assert 0.6 < headline["test_acc"] <= 1 and 0 < evaluation["macro_f1"] <= 1 and evaluation["loss"] > 0
     assert set(evaluation["per_class"]) == {str(d) for d in range(10)}
     assert evaluation["n_photos"] == TINY["evaluate"]["photos"]
     assert evaluation["accuracy_photos"] > evaluation["accuracy_photos_naive"]
-    assert headline["photo_read"] <= headline["photo_acc"] and headline["flag_mnist"] < 0.1
-    for name, ece in (("reliability.csv", headline["ece"]), ("reliability_raw.csv", headline["ece_raw"])):
+    assert headline["photo_read"] <= evaluation["accuracy_photos"] and headline["flag_mnist"] < 0.1
+    ece_raw = evaluation["calibration"]["ensemble"]["ece_raw"]
+    for name, ece in (("reliability.csv", headline["ece"]), ("reliability_raw.csv", ece_raw)):
         with (pipeline / "plots" / name).open() as f:
             rows = list(csv.DictReader(f))
         assert sum(int(r["images"]) for r in rows) == TINY["data"]["test_limit"]
@@ -107,10 +108,7 @@ def test_metrics(pipeline):
     assert all(evaluation["read_right_digits"][k] <= 1 - evaluation["flagged_digits"][k] for k in synthetic.DIGIT_KINDS)
     assert 0 <= headline["nondigit_sure"] <= 1 - headline["flag_nondigit"]
     assert set(evaluation["calibration"]) == {"final", "ensemble"}
-    assert (
-        evaluation["calibration"]["ensemble"]["ece"] == headline["ece"]
-        and evaluation["calibration"]["ensemble"]["ece_raw"] == headline["ece_raw"]
-    )
+    assert evaluation["calibration"]["ensemble"]["ece"] == headline["ece"]
     each = evaluation["test_accuracy"]
     assert set(each) == {"final", "ensemble", *(f"fold_{k}" for k in range(1, TINY["cv"]["folds"] + 1))}
     assert evaluation["served"] == "ensemble" and each["ensemble"] == headline["test_acc"] == headline["ens_acc"]

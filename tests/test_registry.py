@@ -1,5 +1,5 @@
-"""The champion moves only to a better model: tracking.register on a real MLflow store (SQLite), with
-a real logged model, and predictions whose accuracy the test chooses."""
+"""The champion moves only to a better model: tracking.register on a real MLflow store (SQLite, and an
+MLflow server on PostgreSQL), with real logged models, and predictions whose accuracy the test chooses."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import hashlib
 import mlflow
 import numpy as np
 import pytest
-from helpers import ROOT
+from helpers import ROOT, mlflow_server, postgres
 
 from mnist_pipeline import tracking
 
@@ -27,19 +27,31 @@ def predictions(accuracy: float) -> np.ndarray:
     return np.concatenate([(LABELS[:wrong] + 1) % 10, LABELS[wrong:]])
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    """An empty SQLite store of the pipeline's experiment; DVC_ROOT names the repo root, as `dvc repro` does."""
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
+def store(request, tmp_path, monkeypatch):
+    """An empty store of the pipeline's experiment: the embedded SQLite file, or an MLflow server on a
+    throwaway PostgreSQL; DVC_ROOT names the repo root, as `dvc repro` does."""
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    tracking.connect()
-    with mlflow.start_run():
-        model_id = mlflow.pyfunc.log_model(name="model", python_model=Constant()).model_id
-    yield model_id
+    if request.param == "sqlite":
+        tracking.connect()
+        yield
+    else:
+        with postgres() as uri, mlflow_server(uri, tmp_path / "artifacts") as url:
+            monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+            tracking.connect()
+            yield
     mlflow.set_tracking_uri(None)
 
 
-def register(model_id: str, accuracy: float, test_set: str = TEST_SET) -> tuple[int, str, str]:
+def logged_model() -> str:
+    with mlflow.start_run():
+        return mlflow.pyfunc.log_model(name="model", python_model=Constant()).model_id
+
+
+def register(accuracy: float, test_set: str = TEST_SET, model_id: str | None = None) -> tuple[int, str, str]:
+    """What evaluate does with a model that passed its gate: a new logged model unless `model_id` names one."""
+    model_id = model_id or logged_model()
     with mlflow.start_run():
         return tracking.register(
             model_id, {"test_acc": accuracy}, LABELS, predictions(accuracy), test_set, {"dvc.exp_name": f"acc-{accuracy}"}
@@ -51,16 +63,20 @@ def aliases() -> dict[str, int]:
     return dict(model.aliases)
 
 
+def versions() -> list[int]:
+    return sorted(int(v.version) for v in mlflow.MlflowClient().search_model_versions(f"name='{tracking.REGISTERED_MODEL}'"))
+
+
 def test_the_champion_moves_only_to_a_better_model_on_the_same_test_set(store):
-    assert register(store, 0.90)[:2] == (1, "champion")
-    version, alias, why = register(store, 0.80)
+    assert register(0.90)[:2] == (1, "champion")
+    version, alias, why = register(0.80)
     assert (version, alias) == (2, "challenger") and "does not beat champion version 1" in why and "80.0000% against 90.0000%" in why
-    version, alias, why = register(store, 0.90)
+    version, alias, why = register(0.90)
     assert (version, alias) == (3, "challenger") and "a tie keeps the champion" in why
-    version, alias, why = register(store, 0.95, test_set="other+set")
+    version, alias, why = register(0.95, test_set="other+set")
     assert (version, alias) == (4, "challenger") and "not compared with champion version 1" in why and "other+set" in why
     assert aliases() == {"champion": 1, "challenger": 4}
-    version, alias, why = register(store, 0.95)
+    version, alias, why = register(0.95)
     assert (version, alias) == (5, "champion") and "beats champion version 1" in why
     assert aliases() == {"champion": 5, "challenger": 4}
 
@@ -74,3 +90,32 @@ def test_the_champion_moves_only_to_a_better_model_on_the_same_test_set(store):
     assert set(champion.tags) >= {"git_commit", "params_sha256", "evaluate_run_id"}
     evaluated = mlflow.get_run(champion.tags["evaluate_run_id"]).data.metrics
     assert evaluated["accuracy_score"] == pytest.approx(0.95), "mlflow.models.evaluate logged the candidate's scores"
+
+
+def test_a_rerun_of_the_same_evaluation_registers_no_second_version(store):
+    model_id = logged_model()
+    assert register(0.90, model_id=model_id) == (1, "champion", "the first version registered")
+    version, alias, why = register(0.90, model_id=model_id)
+    assert (version, alias) == (1, "champion") and why == "already registered as version 1: the first version registered"
+    assert versions() == [1]
+
+
+def test_a_champion_set_by_hand_makes_a_challenger_with_the_reason(store):
+    register(0.90)
+    client = mlflow.MlflowClient()
+    by_hand = mlflow.register_model(f"models:/{logged_model()}", tracking.REGISTERED_MODEL).version  # no evaluation of its own
+    client.set_registered_model_alias(tracking.REGISTERED_MODEL, "champion", by_hand)
+    version, alias, why = register(0.99)
+    assert (version, alias) == (3, "challenger"), why
+    assert why.startswith(f"not compared with champion version {by_hand}: it has no evaluation of its own")
+    assert aliases() == {"champion": 2, "challenger": 3}, "the hand-set champion stays"
+
+
+def test_a_registry_fault_is_one_line_and_registers_nothing(store):
+    register(0.90)
+    with pytest.raises(tracking.TrackingError) as raised:
+        register(0.95, model_id="m-0123456789abcdef0123456789abcdef")  # no such logged model
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith("the model registry of ") and "refused the registration" in message
+    assert "the outputs are written: fix it and run `dvc repro` again" in message
+    assert versions() == [1] and aliases() == {"champion": 1}

@@ -62,5 +62,5 @@ def test_a_teammate_pulls_instead_of_training(tmp_path, pipeline):
     shared = _experiment_metrics(bob, "fewer-photos")
     assert shared == _experiment_metrics(alice, "fewer-photos")
     run(bob, "dvc", "exp", "apply", "fewer-photos", **OFFLINE)
-    assert json.loads((bob / "metrics" / "eval.json").read_text())["photo_acc"] == shared["photo_acc"]
+    assert json.loads((bob / "metrics" / "eval.json").read_text())["photo_read"] == shared["photo_read"]
     assert "Data and pipelines are up to date." in run(bob, "dvc", "status", **OFFLINE).stdout

@@ -287,42 +287,60 @@ def register(model_id: str, test_metrics: dict[str, float], labels, predicted, t
     The candidate is scored with `mlflow.models.evaluate` on its predictions (logged to the active
     run), and `mlflow.validate_evaluation_results` compares it with the champion's evaluation run:
     `champion` moves to the new version only when its test accuracy beats the champion's by at least
-    one image on the same test set (`test_set`, a digest of its files); a tie, a worse score or
-    another test set make it the `challenger`. The decision is the version's description and tags,
-    which the MLflow UI shows. Returns (version, alias, why)."""
-    import pandas as pd
-    from mlflow.models import MetricThreshold
+    one image on the same test set (`test_set`, a digest of its files); a tie, a worse score, another
+    test set or a champion with no evaluation of its own (an alias set by hand) make it the
+    `challenger`. The decision is the version's description and tags, which the MLflow UI shows.
 
-    data = pd.DataFrame({"label": labels, "prediction": predicted})
-    with warnings.catch_warnings(), _quiet("mlflow.models.evaluation"):  # its notes on the inferred schema and model type
-        warnings.simplefilter("ignore", UserWarning)
-        candidate = mlflow.models.evaluate(
-            data=data,
-            targets="label",
-            predictions="prediction",
-            model_type="classifier",
-            evaluator_config={"log_model_explainability": False, "label_list": list(range(10))},
-        )
+    Once per logged model: a rerun of the same evaluation (the same `model_id`) returns the version
+    already registered and its decision. Any other fault of the registry is one TrackingError.
+    Returns (version, alias, why)."""
+    from mlflow.models import MetricThreshold
+    from mlflow.models.evaluation.validation import ModelValidationFailedException
+
     client = mlflow.MlflowClient()
-    version_tags = (
-        tags
-        | {f"test.{k}": f"{v:.6g}" for k, v in test_metrics.items()}
-        | {
-            "test_set": test_set,
-            "evaluate_run_id": mlflow.active_run().info.run_id,
-            "uv_lock_sha256": project_file_digest("uv.lock"),
-            "params_sha256": project_file_digest("params.yaml"),
-            "git_commit": _git_commit(),
-        }
-    )
-    with _registry_lock():  # read the champion, compare, move the alias: one experiment at a time
-        version = mlflow.register_model(f"models:/{model_id}", REGISTERED_MODEL, tags=version_tags).version
+    with _registry_lock(), _registry_faults_in_one_line():  # read the champion, compare, move the alias: one experiment at a time
+        earlier = [v for v in client.search_model_versions(f"name='{REGISTERED_MODEL}'") if v.tags.get("logged_model_id") == model_id]
+        if earlier and "decision" in earlier[0].tags:
+            version = earlier[0]
+            return (
+                int(version.version),
+                version.tags["alias"],
+                f"already registered as version {version.version}: {version.tags['decision']}",
+            )
+        candidate = _evaluated(labels, predicted)
+        version_tags = (
+            tags
+            | {f"test.{k}": f"{v:.6g}" for k, v in test_metrics.items()}
+            | {
+                "test_set": test_set,
+                "evaluate_run_id": mlflow.active_run().info.run_id,
+                "logged_model_id": model_id,
+                "uv_lock_sha256": project_file_digest("uv.lock"),
+                "params_sha256": project_file_digest("params.yaml"),
+                "git_commit": _git_commit(),
+            }
+        )
+        version = (
+            earlier[0].version if earlier else mlflow.register_model(f"models:/{model_id}", REGISTERED_MODEL, tags=version_tags).version
+        )
         try:
             champion = client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION_ALIAS)
-        except mlflow.exceptions.MlflowException:
+        except mlflow.exceptions.MlflowException as exc:
+            if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise
             champion = None
+        ours = candidate.metrics["accuracy_score"]
+        evidence = _evaluation_of(champion)
         if champion is None:
             alias, why = CHAMPION_ALIAS, "the first version registered"
+        elif evidence is None:
+            alias, why = (
+                CHALLENGER_ALIAS,
+                (
+                    f"not compared with champion version {champion.version}: it has no evaluation of its own to compare "
+                    "with (an alias set by hand?); move `champion` by hand to the version you trust"
+                ),
+            )
         elif champion.tags.get("test_set") != test_set:
             alias, why = (
                 CHALLENGER_ALIAS,
@@ -332,17 +350,16 @@ def register(model_id: str, test_metrics: dict[str, float], labels, predicted, t
                 ),
             )
         else:
-            baseline = mlflow.models.EvaluationResult(mlflow.get_run(champion.tags["evaluate_run_id"]).data.metrics, {})
             n = len(labels)
             threshold = {"accuracy_score": MetricThreshold(min_absolute_change=0.5 / n, greater_is_better=True)}
-            ours, theirs = candidate.metrics["accuracy_score"], baseline.metrics["accuracy_score"]
+            theirs = evidence.metrics["accuracy_score"]
             try:
-                mlflow.validate_evaluation_results(threshold, candidate, baseline)
+                mlflow.validate_evaluation_results(threshold, candidate, evidence)
                 alias, why = (
                     CHAMPION_ALIAS,
                     f"beats champion version {champion.version}: test accuracy {ours:.4%} against {theirs:.4%} on the same {n} images",
                 )
-            except mlflow.exceptions.MlflowException:
+            except ModelValidationFailedException:
                 alias, why = (
                     CHALLENGER_ALIAS,
                     (
@@ -351,8 +368,9 @@ def register(model_id: str, test_metrics: dict[str, float], labels, predicted, t
                     ),
                 )
         client.set_registered_model_alias(REGISTERED_MODEL, alias, version)
-        client.set_model_version_tag(REGISTERED_MODEL, version, "decision", why)
         client.update_model_version(REGISTERED_MODEL, version, description=f"{alias}: {why}")
+        client.set_model_version_tag(REGISTERED_MODEL, version, "alias", alias)
+        client.set_model_version_tag(REGISTERED_MODEL, version, "decision", why)  # last: a version with it is decided
         if alias == CHAMPION_ALIAS and champion is not None:
             client.update_model_version(
                 REGISTERED_MODEL,
@@ -360,6 +378,51 @@ def register(model_id: str, test_metrics: dict[str, float], labels, predicted, t
                 description=f"was champion until version {version} beat it ({ours:.4%} against {theirs:.4%})",
             )
     return int(version), alias, why
+
+
+def _evaluated(labels, predicted):
+    """mlflow.models.evaluate on predictions already made, logged to the active run."""
+    import pandas as pd
+
+    data = pd.DataFrame({"label": labels, "prediction": predicted})
+    with warnings.catch_warnings(), _quiet("mlflow.models.evaluation"):  # its notes on the inferred schema and model type
+        warnings.simplefilter("ignore", UserWarning)
+        return mlflow.models.evaluate(
+            data=data,
+            targets="label",
+            predictions="prediction",
+            model_type="classifier",
+            evaluator_config={"log_model_explainability": False, "label_list": list(range(10))},
+        )
+
+
+def _evaluation_of(version) -> mlflow.models.EvaluationResult | None:
+    """The evaluation run that registered `version`, None if it has none (an alias set by hand, a run deleted since)."""
+    run_id = version.tags.get("evaluate_run_id") if version is not None else None
+    if not run_id:
+        return None
+    try:
+        metrics = mlflow.get_run(run_id).data.metrics
+    except mlflow.exceptions.MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        return None
+    return mlflow.models.EvaluationResult(metrics, {}) if "accuracy_score" in metrics else None
+
+
+@contextlib.contextmanager
+def _registry_faults_in_one_line() -> Iterator[None]:
+    """A registry fault (the store, the server, a version it refuses) as one TrackingError; a
+    store that cannot be written says so (store_faults_in_one_line)."""
+    with store_faults_in_one_line():
+        try:
+            yield
+        except mlflow.exceptions.MlflowException as exc:
+            message = " ".join(str(exc.message).split())
+            raise TrackingError(
+                f"the model registry of {tracking_uri()} refused the registration ({exc.error_code}: {message[:300]}); "
+                "the outputs are written: fix it and run `dvc repro` again to register"
+            ) from None
 
 
 @contextlib.contextmanager
@@ -380,8 +443,15 @@ def _registry_lock() -> Iterator[None]:
     import fcntl
 
     path = repo_root() / ".dvc" / "tmp" / "registry.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a")
+    except OSError as exc:
+        raise TrackingError(
+            f"cannot lock the model registry at {path} ({exc.strerror}); the outputs are written: "
+            "fix it and run `dvc repro` again to register"
+        ) from None
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
