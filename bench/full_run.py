@@ -127,6 +127,13 @@ def main() -> None:
         "tiny": args.tiny,
         "metrics": read["metrics/eval.json"] | read["metrics/cv.json"],
         "test_accuracy": read["reports/eval.json"]["test_accuracy"],
+        "served": read["reports/eval.json"]["served"],
+        "calibration": read["reports/eval.json"]["calibration"],
+        "photos": {
+            key: read["reports/eval.json"][f"{key}_photos"]
+            for key in ("accuracy", "flagged", "read_right")
+            if f"{key}_photos" in read["reports/eval.json"]
+        },
         "by_kind": {key: read["reports/eval.json"].get(key) for key in BY_KIND},
         "detector_validation": read["reports/detector.json"],
     }
@@ -137,7 +144,10 @@ BY_KIND = ("flagged_digits", "read_right_digits", "flagged_non_digits", "non_dig
 
 
 def record(out: Path, key: str, result: dict) -> None:
+    """Under `key`; the run it replaces stays, as `key@<its commit>` (docs/results.md lists them all)."""
     results = json.loads(out.read_text()) if out.exists() else {}
+    if key in results and results[key].get("commit") != result["commit"]:
+        results[f"{key}@{results[key]['commit'][:7]}"] = results[key]
     results[key] = result
     out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print(json.dumps(result, indent=2))

@@ -1,28 +1,39 @@
-"""The README's results, rendered from the committed files that the measuring runs wrote:
-metrics/*.json and reports/eval.json (the default run's outputs, `dvc repro`),
-bench/full_run_results.json (whole runs timed in a fresh clone, the strong preset's figures:
-bench/full_run.py), bench/predict_models_results.json (bench/predict_models.py) and
-bench/suite_results.json (the test suite's times: bench/suite.py).
+"""The README's results and docs/results.md, rendered from the committed run records that the measuring
+runs wrote, each with its commit and machine: bench/full_run_results.json (whole runs in a fresh clone:
+bench/full_run.py) and bench/suite_results.json (the test suite's times: bench/suite.py).
 
-    python docs/results_table.py            # print the section
-    python docs/results_table.py --write    # replace it in README.md, between the two markers
-    python docs/results_table.py --check    # exit 1 when README.md differs from what the files say
+    python docs/results_table.py            # print the README's section
+    python docs/results_table.py --write    # replace the sections in README.md and docs/results.md
+    python docs/results_table.py --check    # exit 1 when they differ from what the records say
 
-tests/test_results_table.py runs --check, so a figure edited by hand, or a file changed without
-the README, fails the fast tier.
+Nothing here reads the working tree's metrics/: `dvc repro` on another kind of CPU rewrites those, and
+the README still says what the committed runs measured. A record without a commit fails every mode.
+tests/test_results_table.py runs --check, so a figure edited by hand, or a record changed without the
+README, fails the fast tier.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
-START, END = "<!-- results: rendered by docs/results_table.py from committed files; edit them, not this -->", "<!-- end of results -->"
-NON_DIGIT_NAMES = {  # reports/eval.json's kinds, as the README names them
+README, RESULTS_PAGE = Path("README.md"), Path("docs/results.md")
+RUNS, SUITE = Path("bench/full_run_results.json"), Path("bench/suite_results.json")
+START = "<!-- {name}: rendered by docs/results_table.py from bench/*_results.json; edit those, not this -->"
+END = "<!-- end of {name} -->"
+PRESETS = {"tutorial": "default: `dvc repro`", "strong": "strong preset: `dvc exp run -S recipe=strong`"}
+DIGIT_NAMES = {  # reports/eval.json's kinds, as the docs name them
+    "restroked": "MNIST redrawn with other strokes",
+    "typed": "typed",
+    "sketched": "sketched",
+    "drawn": "drawn as on the page",
+    "low_resolution": "low-resolution (brought down, scaled up)",
+}
+NON_DIGIT_NAMES = {
     "typed_symbol": "typed letters and symbols",
     "sketched_symbol": "the same sketched by hand",
     "drawn_shape": "drawn letters and doodles",
@@ -30,6 +41,11 @@ NON_DIGIT_NAMES = {  # reports/eval.json's kinds, as the README names them
     "texture": "textures like crops of photos",
     "digit_overlay": "two digits written over each other",
 }
+
+
+class RecordError(SystemExit):
+    def __init__(self, message: str):
+        super().__init__(f"error: {message}")
 
 
 def pct(value: float, digits: int = 2) -> str:
@@ -40,170 +56,195 @@ def minutes(seconds: float) -> str:
     return f"{int(seconds // 60)} min {round(seconds % 60):02d} s"
 
 
-def load(root: Path = ROOT) -> dict:
-    def read(name: str) -> dict:
-        path = root / name
-        return json.loads(path.read_text()) if path.exists() else {}
+def load(root: Path = ROOT) -> dict[str, dict]:
+    """The run records, each checked to name the commit (40 hex digits) and machine that made it."""
+    records = {}
+    for path in (RUNS, SUITE):
+        records[path.name] = json.loads((root / path).read_text()) if (root / path).exists() else {}
+        for name, record in records[path.name].items():
+            if not re.fullmatch(r"[0-9a-f]{40}", str(record.get("commit", ""))):
+                raise RecordError(f"{path}: {name!r} names no commit (40 hex digits): a figure must say which code made it")
+            if not record.get("machine"):
+                raise RecordError(f"{path}: {name!r} names no machine")
+    return {"runs": records[RUNS.name], "suite": records[SUITE.name]}
 
+
+def cpu(record: dict) -> str:
+    """The machine as a column names it: the CPU and its instruction set."""
+    name = re.split(r", \d+ cores", record["machine"])[0]
+    isa = record.get("instruction_set")
+    return name if not isa or isa in name else f"{name} ({isa})"
+
+
+def figures(run: dict) -> dict[str, str]:
+    metrics, each = run["metrics"], run["test_accuracy"]
+    folds = [v for k, v in each.items() if k.startswith("fold_")]
+    served = run.get("served", "ensemble")
+    ece_raw = run["calibration"][served]["ece_raw"] if "calibration" in run else metrics["ece_raw"]
+    photo_acc = run["photos"]["accuracy"] if "photos" in run else metrics["photo_acc"]
     return {
-        "eval": read("metrics/eval.json"),
-        "cv": read("metrics/cv.json"),
-        "report": read("reports/eval.json"),
-        "export": read("reports/export.json"),
-        "runs": read("bench/full_run_results.json"),
-        "predict": read("bench/predict_models_results.json"),
-        "suite": read("bench/suite_results.json"),
-    }
-
-
-def column(metrics: dict, test_accuracy: dict) -> dict[str, str]:
-    folds = [v for k, v in test_accuracy.items() if k.startswith("fold_")]
-    figures = {
+        "run": f"commit {run['commit'][:7]}, {cpu(run)}, {run.get('precision', 'float32')}",
+        "time": f"{minutes(run['wall_s'])}, {run['peak_rss_gib']:.1f} GiB",
         "served": pct(metrics["test_acc"]),
-        "members": f"{pct(test_accuracy['final'])} / {pct(min(folds))}–{pct(max(folds))}",
+        "members": f"{pct(each['final'])} / {pct(min(folds))}–{pct(max(folds))}",
         "cv": f"{pct(metrics['cv_acc'])} ± {pct(metrics['cv_std'])}",
-        "photos": f"{pct(metrics['photo_acc'], 1)} / {pct(metrics['photo_flag'], 1)}",
+        "photos": f"{pct(metrics['photo_read'], 1)} / {pct(photo_acc, 1)} / {pct(metrics['photo_flag'], 1)}",
         "mnist_flag": pct(metrics["flag_mnist"]),
-        "non_digits": pct(metrics["flag_nondigit"], 1),
-        "ece": f"{pct(metrics['ece'])} ({pct(metrics['ece_raw'])})",
+        "non_digits": f"{pct(metrics['flag_nondigit'], 1)} / {pct(metrics['nondigit_sure'], 1)}",
+        "ece": f"{pct(metrics['ece'])} ({pct(ece_raw)})",
     }
-    if "nondigit_sure" in metrics:  # evaluate reports it since issue 31
-        figures["non_digits_sure"] = pct(metrics["nondigit_sure"], 1)
-    return figures
 
 
 ROWS = {
-    "served": "served model (`models/export/model.tflite`, `export.serve`), test set",
+    "run": "run: commit, CPU (instruction set), precision",
+    "time": "wall time, peak memory",
+    "served": "served model (`models/export/model.tflite`), MNIST test set",
     "members": "final model / each fold model, test set",
     "cv": "cross-validation, 5 folds",
-    "photos": '1,000 photo-like digits, served model: right / called "not a digit"',
+    "photos": '1,000 photo-like digits: read right / right ignoring the verdict / called "not a digit"',
     "mnist_flag": 'MNIST test digits called "not a digit"',
-    "non_digits": 'the project\'s own 2,000 non-digits called "not a digit"',
-    "non_digits_sure": "the same answered as a digit with 90% confidence or more",
-    "ece": "calibration error of the served confidence (ECE, 15 bins; without the temperature)",
-    "predict": "`mnist-pipeline predict`, whole process, served model: 1,000 PNGs / one image ([bench](docs/performance.md#predict))",
+    "non_digits": 'the project\'s own 2,000 non-digits: called "not a digit" / answered a digit, 90% sure',
+    "ece": "calibration error of the served confidence, ECE (without the temperature, same file)",
 }
 
 
-COLUMNS = {  # bench/full_run_results.json's runs shown beside the committed default, as the table names them
-    "tutorial@8eee366": "default before the detector of issue 31",
-    "tutorial": "default, today's code",
-    "strong": "strong preset",
-}
-DIGIT_NAMES = {  # reports/eval.json's digit kinds, as the README names them
-    "restroked": "MNIST redrawn with other strokes",
-    "typed": "typed",
-    "sketched": "sketched",
-    "drawn": "drawn as on the page",
-    "low_resolution": "low-resolution (brought down, scaled up)",
-}
-
-
-def timing(name: str, run: dict) -> str:
-    if "wall_s" not in run:
-        return f"{name}: not timed"
-    return (
-        f"{name}: `{run['command']}`, {minutes(run['wall_s'])}, peak memory {run['peak_rss_gib']:.1f} GiB "
-        f"(commit {run['commit'][:7]}, {run['machine']})"
-    )
-
-
-def by_kind_table(run: dict) -> list[str]:
-    """Each kind of digit and non-digit that evaluate makes, from a recorded run's reports/eval.json."""
-    kinds = run.get("by_kind") or {}
-    if not kinds.get("flagged_digits"):
-        return []
-    lines = ['| digits made from MNIST\'s test set | called "not a digit" | read right |', "|---|---|---|"]
-    lines += [
-        f"| {DIGIT_NAMES.get(kind, kind)} | {pct(share, 1)} | {pct(kinds['read_right_digits'][kind], 1)} |"
-        for kind, share in kinds["flagged_digits"].items()
+def readme_section(records: dict) -> str:
+    runs, suite = records["runs"], records["suite"]
+    columns = {name: figures(runs[name]) for name in PRESETS if name in runs}
+    if "tutorial" in runs and "strong" in runs and runs["tutorial"]["machine"] == runs["strong"]["machine"]:
+        ratio = runs["strong"]["wall_s"] / runs["tutorial"]["wall_s"]
+        columns["strong"]["time"] += f" ({ratio:.2f}× the default, same machine)"
+    lines = [
+        "Each column is one whole run in a fresh clone, CPU only, recorded by `python bench/full_run.py [--recipe strong]` in "
+        "`bench/full_run_results.json`. The same params on the same kind of CPU give the same numbers; another kind changes "
+        "the last digits ([what and why](docs/pipeline.md#determinism)). Each kind of made digit and non-digit, and "
+        "earlier runs: [docs/results.md](docs/results.md).",
+        "",
+        "| | " + " | ".join(PRESETS.values()) + " |",
+        "|---|---|---|",
+        *(
+            f"| {label} | " + " | ".join(columns.get(name, {}).get(key, "not measured yet") for name in PRESETS) + " |"
+            for key, label in ROWS.items()
+        ),
     ]
-    lines += ["", '| non-digits | called "not a digit" | answered as a digit, 90% sure or more |', "|---|---|---|"]
-    lines += [
-        f"| {NON_DIGIT_NAMES.get(kind, kind)} | {pct(share, 1)} | {pct(kinds['non_digits_answered_sure'][kind], 1)} |"
-        for kind, share in kinds["flagged_non_digits"].items()
-    ]
-    return [f'Each kind that `evaluate` makes, in the run of {run["commit"][:7]} (column "{COLUMNS["tutorial"]}"):', "", *lines, ""]
-
-
-def render(files: dict) -> str:
-    runs, report = files["runs"], files["report"]
-    default = column(files["eval"] | files["cv"], report["test_accuracy"])
-    served = files["predict"].get("median_s", {}).get(f"{report['served']}.tflite")
-    default["predict"] = f"{served['directory']:.2f} s / {served['one_image']:.2f} s" if served else "not measured"
-    recorded = {name: column(run["metrics"], run["test_accuracy"]) for name, run in runs.items() if name in COLUMNS}
-    columns = [("default (committed `metrics/`)", default)] + [(label, recorded.get(name, {})) for name, label in COLUMNS.items()]
-    lines = ["| | " + " | ".join(label for label, _ in columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    lines += [f"| {label} | " + " | ".join(c.get(key, "not measured") for _, c in columns) + " |" for key, label in ROWS.items()]
-
-    installs = {name: runs[f"install-{name}"] for name in ("uv", "pip") if f"install-{name}" in runs}
-    if len(installs) == 2:
-        intro_install = (
-            f" README command 1's install from a fresh clone, empty package caches: {installs['uv']['install_s']:.0f} s "
-            f"(`uv sync --locked`) against {installs['pip']['install_s']:.0f} s for the `pip install -e .` it replaced, "
-            f"one after the other on {installs['uv']['machine']}."
-        )
-    else:
-        intro_install = ""
     tiers = {"full": "the whole suite (README command 2)", "fast": 'the fast tier (`-m "not slow"`)'}
-    suite = {tier: files["suite"][tier] for tier in tiers if tier in files["suite"]}
-    intro_suite = ""
-    if suite:
-        intro_suite = (
-            " The tests, two pytest-xdist workers (`python bench/suite.py [--tier fast]`, recorded in `bench/suite_results.json`): "
-            + "; ".join(f"{tiers[tier]}, {minutes(t['wall_s'])} (commit {t['commit'][:7]}, {t['machine']})" for tier, t in suite.items())
-            + "."
-        )
-    flagged = report["flagged_non_digits"]
-    kinds = ", ".join(f"{NON_DIGIT_NAMES.get(kind, kind)} ({pct(share, 0)})" for kind, share in flagged.items())
-    intro = (
-        "Each run in a fresh clone, CPU only (`python bench/full_run.py [--recipe strong]`, recorded in "
-        "`bench/full_run_results.json` with its commit and machine): "
-        + "; ".join(timing(label, runs[name]) if name in runs else f"{label}: not measured" for name, label in COLUMNS.items())
-        + ". The committed default's figures are `metrics/*.json` and `reports/eval.json`"
-        + (
-            ""
-            if "calibration" in files["export"]
-            else " (written by a run before the calibration of 811ea8e and the detector of issue 31: `dvc repro` reruns "
-            "synthesize, detector, export and evaluate)"
-        )
-        + "."
-        + intro_install
-        + intro_suite
-    )
-    outro = (
-        f'The committed run\'s non-digits, of each kind, called "not a digit": {kinds}. '
-        "Each run's non-digits are made by `synthesize` with other seeds than its detector learnt from; since 3fc947e "
-        "15% of them are coarse (low-resolution), so the columns before and after the detector of issue 31 count "
-        "non-digits of different sets."
-    )
-    return "\n".join([START, "", intro, "", *lines, "", *by_kind_table(runs.get("tutorial", {})), outro, "", END])
+    times = [f"{tiers[t]} {minutes(suite[t]['wall_s'])} (commit {suite[t]['commit'][:7]}, {cpu(suite[t])})" for t in tiers if t in suite]
+    if times:
+        lines += ["", "The tests, two pytest-xdist workers (`python bench/suite.py [--tier fast]`): " + "; ".join(times) + "."]
+    if "install-uv" in runs and "install-pip" in runs:
+        uv, pip = runs["install-uv"], runs["install-pip"]
+        lines += [
+            "",
+            f"README command 1's install, fresh clone, empty package caches: {uv['install_s']:.0f} s (`uv sync --locked`) against "
+            f"{pip['install_s']:.0f} s for `pip install -e .` (commit {uv['commit'][:7]}, {cpu(uv)}).",
+        ]
+    return "\n".join(lines)
 
 
-def readme_section(text: str) -> str:
-    start, end = text.find(START), text.find(END)
+def cpu_section(records: dict) -> str:
+    """Beside README command 1: which CPU made the committed outputs, and what another kind changes."""
+    runs = records["runs"]
+    if "tutorial" not in runs:
+        return "No default run is recorded yet: `python bench/full_run.py` records one."
+    committed = runs["tutorial"]
+    others = [r for r in runs.values() if "metrics" in r and r.get("instruction_set") not in (None, committed.get("instruction_set"))]
+
+    def said(run: dict) -> str:
+        m = run["metrics"]
+        return f"cross-validation {pct(m['cv_acc'], 3)}, final model {pct(run['test_accuracy']['final'])}, served {pct(m['test_acc'])}"
+
+    text = (
+        f"The committed `dvc.lock`, `metrics/` and `reports/` are the default run of commit {committed['commit'][:7]} on "
+        f"{cpu(committed)}: {said(committed)}. On the same kind of CPU `dvc repro` reproduces them byte for byte; on another "
+        "kind (AVX2, AVX-512, AVX-512 with bf16, AMX) it retrains and the last digits differ"
+    )
+    if others:
+        text += ": " + "; ".join(f"{cpu(run)}, commit {run['commit'][:7]}: {said(run)}" for run in others)
+    return text + ". The README's results below stay what the recorded runs measured."
+
+
+def results_page(records: dict) -> str:
+    """docs/results.md: each kind for each recorded preset, and every recorded run."""
+    runs = records["runs"]
+    lines = []
+    for name, label in PRESETS.items():
+        kinds = runs.get(name, {}).get("by_kind") or {}
+        if not kinds.get("flagged_digits"):
+            continue
+        run = runs[name]
+        lines += [f"### {label} (commit {run['commit'][:7]}, {cpu(run)})", ""]
+        lines += ['| digits made from MNIST\'s test set | called "not a digit" | read right |', "|---|---|---|"]
+        lines += [
+            f"| {DIGIT_NAMES.get(kind, kind)} | {pct(share, 1)} | {pct(kinds['read_right_digits'][kind], 1)} |"
+            for kind, share in kinds["flagged_digits"].items()
+        ]
+        lines += ["", '| non-digits | called "not a digit" | answered as a digit, 90% sure or more |', "|---|---|---|"]
+        lines += [
+            f"| {NON_DIGIT_NAMES.get(kind, kind)} | {pct(share, 1)} | {pct(kinds['non_digits_answered_sure'][kind], 1)} |"
+            for kind, share in kinds["flagged_non_digits"].items()
+        ]
+        lines.append("")
+    lines += [
+        "### Every recorded run",
+        "",
+        "| record | command | commit | CPU | precision | wall time | peak memory | CV | final | served |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, run in sorted(runs.items(), key=lambda item: item[0]):
+        if "metrics" not in run:
+            continue
+        m = run["metrics"]
+        command = f"`{run['command']}`" if "command" in run else run.get("what", "")
+        lines.append(
+            f"| {name} | {command} | {run['commit'][:7]} | {cpu(run)} | {run.get('precision', 'float32')} | "
+            f"{minutes(run['wall_s']) if 'wall_s' in run else 'not timed'} | "
+            f"{str(run['peak_rss_gib']) + ' GiB' if 'peak_rss_gib' in run else '-'} | {pct(m['cv_acc'], 3)} | "
+            f"{pct(run['test_accuracy']['final'])} | {pct(m['test_acc'])} |"
+        )
+    return "\n".join(lines)
+
+
+SECTIONS = {  # file, section name: what renders it
+    (README, "cpu"): cpu_section,
+    (README, "results"): readme_section,
+    (RESULTS_PAGE, "runs"): results_page,
+}
+
+
+def section(text: str, name: str, path: Path) -> str:
+    start, end = text.find(START.format(name=name)), text.find(END.format(name=name))
     if start < 0 or end < 0:
-        raise SystemExit(f"error: README.md lacks the markers of the results section ({START!r} ... {END!r})")
-    return text[start : end + len(END)]
+        raise SystemExit(
+            f"error: {path} lacks the markers of its {name} section ({START.format(name=name)!r} ... {END.format(name=name)!r})"
+        )
+    return text[start : end + len(END.format(name=name))]
+
+
+def rendered(name: str, body: str) -> str:
+    return "\n".join([START.format(name=name), "", body, "", END.format(name=name)])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="The README's results table, from committed files.")
+    parser = argparse.ArgumentParser(description="The README's results and docs/results.md, from the committed run records.")
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--write", action="store_true", help="replace the section in README.md")
-    mode.add_argument("--check", action="store_true", help="exit 1 when README.md's section differs")
+    mode.add_argument("--write", action="store_true", help="replace the sections in README.md and docs/results.md")
+    mode.add_argument("--check", action="store_true", help="exit 1 when a section differs from what the records say")
     args = parser.parse_args()
-    rendered = render(load())
-    text = README.read_text()
-    current = readme_section(text)
-    if args.write:
-        README.write_text(text.replace(current, rendered))
-    elif args.check:
-        if current != rendered:
-            print("error: README.md's results differ from the committed files: run `python docs/results_table.py --write`", file=sys.stderr)
-            sys.exit(1)
-    else:
-        print(rendered)
+    records = load()
+    if not (args.write or args.check):
+        print(rendered("results", readme_section(records)))
+        return
+    stale = []
+    for (path, name), render in SECTIONS.items():
+        text = (ROOT / path).read_text()
+        current, fresh = section(text, name, path), rendered(name, render(records))
+        if current != fresh:
+            stale.append(f"{path} ({name})")
+            if args.write:
+                (ROOT / path).write_text(text.replace(current, fresh))
+    if stale and args.check:
+        print(f"error: {', '.join(stale)} differ from the run records: run `python docs/results_table.py --write`", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -215,3 +215,21 @@ def _assert_all_on_server(server: str, runs: list[dict], baseline: dict) -> None
     version = baseline["eval"]["mlflow"]["model_version"]
     registered = api(server, f"model-versions/get?name=mnist-cnn&version={version}")["model_version"]
     assert registered["source"] == f"models:/{baseline['export']['mlflow']['served_model_id']}"
+
+
+@pytest.mark.slow
+def test_exp_show_fits_200_columns_with_the_changed_param(pipeline_copy):
+    """`dvc exp show --only-changed` in a 200-column terminal after an experiment on one param: every
+    headline column that changed and the param, each whole (a dozen headline metrics at most)."""
+    repo = pipeline_copy
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "baseline")
+    baseline = read_json(repo / "metrics" / "eval.json")
+    run(repo, "dvc", "exp", "run", "-n", "eleven", "-S", "train.epochs=11")
+    shown = run(repo, "dvc", "exp", "show", "--only-changed", "--no-pager", COLUMNS="200").stdout
+    assert max(len(line) for line in shown.splitlines()) <= 200 and "…" not in shown, shown
+    header = next(line for line in shown.splitlines() if "Experiment" in line).split()
+    exp = next(e for c in json.loads(run(repo, "dvc", "exp", "show", "--json").stdout) for e in c.get("experiments") or [])
+    experiment = exp["revs"][0]["data"]["metrics"]["metrics/eval.json"]["data"]
+    changed = {key for key in experiment if experiment[key] != baseline.get(key)}
+    assert changed and changed <= set(header) and "train.epochs" in header, shown

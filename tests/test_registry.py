@@ -8,7 +8,7 @@ import hashlib
 import mlflow
 import numpy as np
 import pytest
-from helpers import ROOT, mlflow_server, postgres
+from helpers import ROOT, mlflow_server, postgres, read_json, run, update_params
 
 from mnist_pipeline import tracking
 
@@ -119,3 +119,46 @@ def test_a_registry_fault_is_one_line_and_registers_nothing(store):
     assert "\n" not in message and message.startswith("the model registry of ") and "refused the registration" in message
     assert "the outputs are written: fix it and run `dvc repro` again" in message
     assert versions() == [1] and aliases() == {"champion": 1}
+
+
+def _versions_in(repo) -> list[int]:
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    try:
+        return versions()
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def test_evaluate_registers_last_and_once_and_never_below_the_gate(pipeline_copy):
+    """The evaluate stage on the session's pipeline (whose served model is version 1): below the gate
+    nothing is registered and it says why; a registry fault after the outputs are written registers
+    nothing and is one line; the rerun registers the model once, and a rerun of that no more."""
+    repo = pipeline_copy
+    assert _versions_in(repo) == [1]
+    update_params(repo, {"evaluate": {"gate": 1.0}})
+    result = run(repo, "python", "stages/evaluate.py", PYTHONPATH="src")
+    accuracy = read_json(repo / "metrics" / "eval.json")["test_acc"]
+    assert f"test accuracy {accuracy:.4%} is below the gate evaluate.gate=1.0: not registered" in result.stdout
+    report = read_json(repo / "reports" / "eval.json")
+    assert not report["gate_passed"] and report["mlflow"]["model_version"] is None and _versions_in(repo) == [1]
+
+    update_params(repo, {"evaluate": {"gate": 0.5}})
+    run(repo, "python", "stages/export.py", PYTHONPATH="src")  # a newly logged served model, not yet registered
+    lock = repo / ".dvc" / "tmp" / "registry.lock"
+    lock.unlink(missing_ok=True)
+    lock.mkdir(parents=True)  # the registry cannot be locked: a fault after the outputs are written
+    for name in ("metrics/eval.json", "reports/eval.json"):
+        (repo / name).unlink()
+    result = run(repo, "python", "stages/evaluate.py", check=False, PYTHONPATH="src")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: cannot lock the model registry at {lock}")
+    assert (repo / "metrics" / "eval.json").exists() and read_json(repo / "reports" / "eval.json")["mlflow"]["model_version"] is None
+    assert _versions_in(repo) == [1], "nothing registered"
+
+    lock.rmdir()
+    run(repo, "python", "stages/evaluate.py", PYTHONPATH="src")
+    registered = read_json(repo / "reports" / "eval.json")["mlflow"]
+    assert registered["model_version"] == 2 and _versions_in(repo) == [1, 2]
+    result = run(repo, "python", "stages/evaluate.py", PYTHONPATH="src")
+    assert "already registered as version 2" in result.stdout and _versions_in(repo) == [1, 2]
+    assert read_json(repo / "reports" / "eval.json")["mlflow"]["model_version"] == 2
