@@ -60,7 +60,7 @@ def register(accuracy: float, test_set: str = TEST_SET, model_id: str | None = N
 
 def aliases() -> dict[str, int]:
     model = mlflow.MlflowClient().get_registered_model(tracking.REGISTERED_MODEL)
-    return dict(model.aliases)
+    return {alias: int(version) for alias, version in model.aliases.items()}  # a server sends the versions as strings
 
 
 def versions() -> list[int]:
