@@ -81,18 +81,21 @@ def figures(run: dict) -> dict[str, str]:
     folds = [v for k, v in each.items() if k.startswith("fold_")]
     served = run.get("served", "ensemble")
     ece_raw = run["calibration"][served]["ece_raw"] if "calibration" in run else metrics["ece_raw"]
-    photo_acc = run["photos"]["accuracy"] if "photos" in run else metrics["photo_acc"]
-    return {
+    photo_acc = (run.get("photos") or {}).get("accuracy", metrics.get("photo_acc"))
+    figures = {
         "run": f"commit {run['commit'][:7]}, {cpu(run)}, {run.get('precision', 'float32')}",
-        "time": f"{minutes(run['wall_s'])}, {run['peak_rss_gib']:.1f} GiB",
         "served": pct(metrics["test_acc"]),
-        "members": f"{pct(each['final'])} / {pct(min(folds))}–{pct(max(folds))}",
+        "members": f"{pct(each['final'])} / {pct(min(folds))}–{pct(max(folds))}" if folds else pct(each["final"]),
         "cv": f"{pct(metrics['cv_acc'])} ± {pct(metrics['cv_std'])}",
-        "photos": f"{pct(metrics['photo_read'], 1)} / {pct(photo_acc, 1)} / {pct(metrics['photo_flag'], 1)}",
         "mnist_flag": pct(metrics["flag_mnist"]),
         "non_digits": f"{pct(metrics['flag_nondigit'], 1)} / {pct(metrics['nondigit_sure'], 1)}",
         "ece": f"{pct(metrics['ece'])} ({pct(ece_raw)})",
     }
+    if "wall_s" in run:
+        figures["time"] = f"{minutes(run['wall_s'])}, {run['peak_rss_gib']:.1f} GiB"
+    if photo_acc is not None:  # evaluate.photos: 0 measures none
+        figures["photos"] = f"{pct(metrics['photo_read'], 1)} / {pct(photo_acc, 1)} / {pct(metrics['photo_flag'], 1)}"
+    return figures
 
 
 ROWS = {
@@ -123,7 +126,7 @@ def readme_section(records: dict) -> str:
         "| | " + " | ".join(PRESETS.values()) + " |",
         "|---|---|---|",
         *(
-            f"| {label} | " + " | ".join(columns.get(name, {}).get(key, "not measured yet") for name in PRESETS) + " |"
+            f"| {label} | " + " | ".join(columns.get(name, {}).get(key, "not measured") for name in PRESETS) + " |"
             for key, label in ROWS.items()
         ),
     ]
@@ -147,7 +150,11 @@ def cpu_section(records: dict) -> str:
     if "tutorial" not in runs:
         return "No default run is recorded yet: `python bench/full_run.py` records one."
     committed = runs["tutorial"]
-    others = [r for r in runs.values() if "metrics" in r and r.get("instruction_set") not in (None, committed.get("instruction_set"))]
+    others = [  # default runs on other kinds of CPU
+        run
+        for run in runs.values()
+        if run.get("command", "dvc repro") == "dvc repro" and run.get("instruction_set") not in (None, committed.get("instruction_set"))
+    ]
 
     def said(run: dict) -> str:
         m = run["metrics"]
@@ -158,8 +165,11 @@ def cpu_section(records: dict) -> str:
         f"{cpu(committed)}: {said(committed)}. On the same kind of CPU `dvc repro` reproduces them byte for byte; on another "
         "kind (AVX2, AVX-512, AVX-512 with bf16, AMX) it retrains and the last digits differ"
     )
-    if others:
-        text += ": " + "; ".join(f"{cpu(run)}, commit {run['commit'][:7]}: {said(run)}" for run in others)
+    alike: dict[tuple[str, str], list[str]] = {}  # runs of one kind with the same figures, said once
+    for run in others:
+        alike.setdefault((cpu(run), said(run)), []).append(run["commit"][:7])
+    if alike:
+        text += ": " + "; ".join(f"{kind}, commit {', '.join(commits)}: {figures}" for (kind, figures), commits in alike.items())
     return text + ". The README's results below stay what the recorded runs measured."
 
 
@@ -195,11 +205,10 @@ def results_page(records: dict) -> str:
             continue
         m = run["metrics"]
         command = f"`{run['command']}`" if "command" in run else run.get("what", "")
+        time = f"{minutes(run['wall_s'])} | {run['peak_rss_gib']:.1f} GiB" if "wall_s" in run else "not timed | not measured"
         lines.append(
-            f"| {name} | {command} | {run['commit'][:7]} | {cpu(run)} | {run.get('precision', 'float32')} | "
-            f"{minutes(run['wall_s']) if 'wall_s' in run else 'not timed'} | "
-            f"{str(run['peak_rss_gib']) + ' GiB' if 'peak_rss_gib' in run else '-'} | {pct(m['cv_acc'], 3)} | "
-            f"{pct(run['test_accuracy']['final'])} | {pct(m['test_acc'])} |"
+            f"| {name} | {command} | {run['commit'][:7]} | {cpu(run)} | {run.get('precision', 'float32')} | {time} | "
+            f"{pct(m['cv_acc'], 3)} | {pct(run['test_accuracy']['final'])} | {pct(m['test_acc'])} |"
         )
     return "\n".join(lines)
 

@@ -66,8 +66,8 @@ def main() -> None:
         # the temperature is not 1; a model served with none, T = 1, because it calibrated no better, is its own)
         reliability, details["calibration"] = {}, {}
         for name in ("final", "ensemble"):
-            untempered = EXPORT / f"{name}_untempered.tflite"
-            without = LiteRTModel(untempered).predict(test.images) if untempered.exists() else each[name]
+            tempered = exported["calibration"]["temperature"][name] != 1.0
+            without = LiteRTModel(EXPORT / f"{name}_untempered.tflite").predict(test.images) if tempered else each[name]
             (ece, after), (ece_raw, before) = (evaluation.calibration(probs, test.labels) for probs in (each[name], without))
             details["calibration"][name] = {"ece": ece, "ece_raw": ece_raw, "temperature": exported["calibration"]["temperature"][name]}
             reliability[name] = after, before

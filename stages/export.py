@@ -49,14 +49,15 @@ def main() -> None:
     rng = np.random.default_rng(CALIBRATION_SEED)
     chosen = rng.choice(len(train.labels), min(CALIBRATION_IMAGES, len(train.labels)), replace=False)
     calibration_images, calibration_labels = evaluation.distorted(train.images[chosen], rng), train.labels[chosen]
-    temperature, served, fit, untempered = {}, {}, {}, {}
+    temperature, served, fit, logits = {}, {}, {}, {}
     for name, members in {"final": [final], "ensemble": [*folds, final]}.items():
-        logits = models.member_logits(members, p.export.tta)
-        held_out = np.reshape(logits.predict(calibration_images, batch_size=250, verbose=0), (-1, len(calibration_labels), 10))
+        logits[name] = models.member_logits(members, p.export.tta)
+        held_out = np.reshape(logits[name].predict(calibration_images, batch_size=250, verbose=0), (-1, len(calibration_labels), 10))
         temperature[name], fit[name] = evaluation.choose_temperature(held_out, calibration_labels)
-        served[name] = models.served(logits, detector, temperature[name], threshold)
-        if temperature[name] != 1.0:  # the same file with the temperature out: evaluate's calibration error without it
-            untempered[name] = models.served(logits, detector, 1.0, threshold)
+        served[name] = models.served(logits[name], detector, temperature[name], threshold)
+    # the same files with the temperature out, for evaluate's calibration error without it; built after the
+    # served ones, so that these keep the layer names they have without them
+    untempered = {name: models.served(logits[name], detector, 1.0, threshold) for name, t in temperature.items() if t != 1.0}
     images = mnist.load_prepared(PREPARED, "test").images.astype("float32")
     with tracking.run("export", tracking.flat_params(export=p.export)) as run_id:
         tracking.log_metrics({f"temperature.{name}": t for name, t in temperature.items()} | {"threshold_log_odds": threshold})

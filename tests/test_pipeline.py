@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import TINY, read_json, run
 
-from mnist_pipeline import synthetic
+from mnist_pipeline import machine, synthetic
 
 STAGES = ["download", "preprocess", "crossvalidate", "train", "synthesize", "detector", "export", "evaluate"]
 
@@ -231,19 +231,7 @@ def test_mlflow_runs(pipeline):
     assert all(r.data.tags["git_commit"] == commit for r in runs)
     lock = hashlib.sha256((pipeline / "uv.lock").read_bytes()).hexdigest()
     assert all(r.data.tags["uv_lock_sha256"] == lock for r in runs), "each run names the environment it ran in"
-    flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
-    expected = (
-        "AMX"
-        if "amx_bf16" in flags
-        else "AVX-512 with bf16"
-        if "avx512_bf16" in flags
-        else "AVX-512"
-        if "avx512f" in flags
-        else "AVX2"
-        if "avx2" in flags
-        else None
-    )
-    assert {r.data.tags["instruction_set"] for r in runs} == {expected}, "each run names the kind of CPU that made its numbers"
+    assert {r.data.tags["instruction_set"] for r in runs} == {machine.instruction_set()}, "the kind of CPU that made its numbers"
 
     cv = read_json(pipeline / "reports" / "cv.json")
     parent = by_id[cv["mlflow"]["run_id"]]

@@ -45,6 +45,32 @@ def test_a_model_trained_in_bfloat16_is_saved_and_served_in_float32(tmp_path):
     assert models.in_float32(float32) is float32, "a float32 model is saved as it is"
 
 
+def test_everything_served_is_built_in_float32_under_a_mixed_policy():
+    """What the detector stage builds while training's mixed policy is still set, and what export builds
+    from models saved in any precision: every layer, nested models' too, computes in float32."""
+    try:
+        keras.config.set_dtype_policy("mixed_bfloat16")
+        member = models.build(Model("bn_cnn", [8, 8, 8], 16, 0.1))
+        nested = keras.Sequential([keras.Input(models.INPUT_SHAPE), member], name="nested")
+        built = {
+            "in_float32 of a nested model": models.in_float32(nested),
+            "averaged_detector": models.averaged_detector([models.detector(), models.detector()]),
+            "member_logits": models.member_logits([member, member], 1),
+        }
+        built["served"] = models.served(built["member_logits"], built["averaged_detector"], 1.5, -1.0)
+        assert keras.config.dtype_policy().name == "mixed_bfloat16", "the global policy as it was"
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert {layer.dtype_policy.name for layer in member._flatten_layers(include_self=False)} > {"float32"}, "a mixed member"
+    for name, model in built.items():
+        policies = {layer.dtype_policy.name for layer in model._flatten_layers(include_self=False)}
+        assert policies == {"float32"}, f"{name}: {policies}"
+    images = mnist.load_split(MIRROR, "t10k").images[:16].astype("float32")
+    np.testing.assert_allclose(
+        built["in_float32 of a nested model"].predict(images, verbose=0), member.predict(images, verbose=0), atol=0.05
+    )
+
+
 def test_models_trained_in_bfloat16_go_through_the_real_export_and_evaluate(pipeline_copy):
     """The classifiers and the detector members trained under mixed_bfloat16, saved as train,
     crossvalidate and detector save them (the averaged detector built while the policy is still
@@ -70,9 +96,10 @@ def test_models_trained_in_bfloat16_go_through_the_real_export_and_evaluate(pipe
 
     try:
         keras.config.set_dtype_policy("mixed_bfloat16")  # emulated on a CPU without it: slow, but tiny models
-        for seed, path in enumerate([*folds, repo / "models" / "model.keras"]):
-            models.in_float32(trained(Model("bn_cnn", [8, 8, 8], 16, 0.1), labels, seed)).save(path)
-        detectors = [models.in_float32(trained(models.detector, (labels % 2).astype(np.uint8), seed)) for seed in (0, 1)]
+        for seed, path in enumerate([*folds, repo / "models" / "model.keras"]):  # fold 1 as it trained, in bfloat16
+            model = trained(Model("bn_cnn", [8, 8, 8], 16, 0.1), labels, seed)
+            (model if seed == 0 else models.in_float32(model)).save(path)
+        detectors = [trained(models.detector, (labels % 2).astype(np.uint8), seed) for seed in (0, 1)]
         models.averaged_detector(detectors).save(repo / "models" / "detector" / "model.keras")
     finally:
         keras.config.set_dtype_policy("float32")
@@ -80,7 +107,7 @@ def test_models_trained_in_bfloat16_go_through_the_real_export_and_evaluate(pipe
     run(repo, "python", "stages/export.py", PYTHONPATH="src")
     for path in (repo / "models" / "export" / "ensemble.keras", repo / "models" / "detector" / "model.keras"):
         loaded = keras.saving.load_model(path)
-        policies = {layer.dtype_policy.name for layer in loaded._flatten_layers(include_self=False, recursive=True)}
+        policies = {layer.dtype_policy.name for layer in loaded._flatten_layers(include_self=False)}
         assert policies == {"float32"}, f"{path.name} computes in {policies}"
     parity = read_json(repo / "reports" / "export.json")["parity"]
     for name in ("ensemble_tflite", "final_tflite"):

@@ -301,12 +301,9 @@ def register(model_id: str, test_metrics: dict[str, float], labels, predicted, t
     with _registry_lock(), _registry_faults_in_one_line():  # read the champion, compare, move the alias: one experiment at a time
         earlier = [v for v in client.search_model_versions(f"name='{REGISTERED_MODEL}'") if v.tags.get("logged_model_id") == model_id]
         if earlier and "decision" in earlier[0].tags:
-            version = earlier[0]
-            return (
-                int(version.version),
-                version.tags["alias"],
-                f"already registered as version {version.version}: {version.tags['decision']}",
-            )
+            version = client.get_model_version(REGISTERED_MODEL, earlier[0].version)  # its aliases now, not when it was decided
+            alias = CHAMPION_ALIAS if CHAMPION_ALIAS in version.aliases else next(iter(version.aliases), None)
+            return int(version.version), alias, f"already registered as version {version.version}: {version.tags['decision']}"
         candidate = _evaluated(labels, predicted)
         version_tags = (
             tags
@@ -333,6 +330,8 @@ def register(model_id: str, test_metrics: dict[str, float], labels, predicted, t
         evidence = _evaluation_of(champion)
         if champion is None:
             alias, why = CHAMPION_ALIAS, "the first version registered"
+        elif champion.version == version:  # an earlier attempt moved the alias here and stopped before the decision tag
+            alias, why = CHAMPION_ALIAS, (champion.description or "").removeprefix(f"{CHAMPION_ALIAS}: ") or "the champion"
         elif evidence is None:
             alias, why = (
                 CHALLENGER_ALIAS,
@@ -369,9 +368,8 @@ def register(model_id: str, test_metrics: dict[str, float], labels, predicted, t
                 )
         client.set_registered_model_alias(REGISTERED_MODEL, alias, version)
         client.update_model_version(REGISTERED_MODEL, version, description=f"{alias}: {why}")
-        client.set_model_version_tag(REGISTERED_MODEL, version, "alias", alias)
         client.set_model_version_tag(REGISTERED_MODEL, version, "decision", why)  # last: a version with it is decided
-        if alias == CHAMPION_ALIAS and champion is not None:
+        if alias == CHAMPION_ALIAS and champion is not None and champion.version != version:
             client.update_model_version(
                 REGISTERED_MODEL,
                 champion.version,
@@ -418,6 +416,8 @@ def _registry_faults_in_one_line() -> Iterator[None]:
         try:
             yield
         except mlflow.exceptions.MlflowException as exc:
+            if write_fault(exc) or any(_mentions(exc, fault) for fault in STORE_FAULTS):
+                raise  # a store that cannot be written: store_faults_in_one_line says so
             message = " ".join(str(exc.message).split())
             raise TrackingError(
                 f"the model registry of {tracking_uri()} refused the registration ({exc.error_code}: {message[:300]}); "
