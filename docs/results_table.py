@@ -3,7 +3,7 @@ runs wrote, each with its commit and machine: bench/full_run_results.json (whole
 bench/full_run.py) and bench/suite_results.json (the test suite's times: bench/suite.py).
 
     python docs/results_table.py            # print the README's section
-    python docs/results_table.py --write    # replace the sections in README.md and docs/results.md
+    python docs/results_table.py --write    # replace the sections in README.md, docs/results.md and docs/pipeline.md
     python docs/results_table.py --check    # exit 1 when they differ from what the records say
 
 Nothing here reads the working tree's metrics/: `dvc repro` on another kind of CPU rewrites those, and
@@ -71,9 +71,9 @@ def load(root: Path = ROOT) -> dict[str, dict]:
 
 def cpu(record: dict) -> str:
     """The machine as a column names it: the CPU and its instruction set."""
-    name = re.split(r", \d+ cores", record["machine"])[0]
+    name = re.split(r" \(|, \d+ cores", record["machine"])[0]
     isa = record.get("instruction_set")
-    return name if not isa or isa in name else f"{name} ({isa})"
+    return f"{name} ({isa})" if isa else record["machine"].split(", ")[0]
 
 
 def figures(run: dict) -> dict[str, str]:
@@ -119,8 +119,8 @@ def readme_section(records: dict) -> str:
         columns["strong"]["time"] += f" ({ratio:.2f}× the default, same machine)"
     lines = [
         "Each column is one whole run in a fresh clone, CPU only, recorded by `python bench/full_run.py [--recipe strong]` in "
-        "`bench/full_run_results.json`. The same params on the same kind of CPU give the same numbers; another kind changes "
-        "the last digits ([what and why](docs/pipeline.md#determinism)). Each kind of made digit and non-digit, and "
+        "`bench/full_run_results.json`. The same params on the same kind of CPU give the same numbers; another kind gives "
+        "other figures ([what and why](docs/pipeline.md#determinism)). Each kind of made digit and non-digit, and "
         "earlier runs: [docs/results.md](docs/results.md).",
         "",
         "| | " + " | ".join(PRESETS.values()) + " |",
@@ -163,7 +163,7 @@ def cpu_section(records: dict) -> str:
     text = (
         f"The committed `dvc.lock`, `metrics/` and `reports/` are the default run of commit {committed['commit'][:7]} on "
         f"{cpu(committed)}: {said(committed)}. On the same kind of CPU `dvc repro` reproduces them byte for byte; on another "
-        "kind (AVX2, AVX-512, AVX-512 with bf16, AMX) it retrains and the last digits differ"
+        "kind (AVX2, AVX-512, AVX-512 with bf16, AMX) rounding differs, training drifts apart and the figures differ"
     )
     alike: dict[tuple[str, str], list[str]] = {}  # runs of one kind with the same figures, said once
     for run in others:
@@ -216,6 +216,7 @@ def results_page(records: dict) -> str:
 SECTIONS = {  # file, section name: what renders it
     (README, "cpu"): cpu_section,
     (README, "results"): readme_section,
+    (Path("docs/pipeline.md"), "cpu"): cpu_section,
     (RESULTS_PAGE, "runs"): results_page,
 }
 

@@ -10,7 +10,14 @@ import sys
 import pytest
 from helpers import ROOT, copy_repo, env_for, read_json, without_run_ids
 
-FILES = ["README.md", "docs/results.md", "docs/results_table.py", "bench/full_run_results.json", "bench/suite_results.json"]
+FILES = [
+    "README.md",
+    "docs/results.md",
+    "docs/pipeline.md",
+    "docs/results_table.py",
+    "bench/full_run_results.json",
+    "bench/suite_results.json",
+]
 
 
 def check(repo) -> subprocess.CompletedProcess:
