@@ -22,11 +22,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests"))
 
 import numpy as np  # noqa: E402
 
-from mnist_pipeline import machine  # noqa: E402
+from mnist_pipeline import datasets, distribute, machine, training  # noqa: E402
 
 SMALL = {"data": {"train_limit": 6000, "test_limit": 2000}, "cv": {"folds": 2, "epochs": 2}, "train": {"epochs": 2}}
 STAGES = ["download", "preprocess", "crossvalidate", "train", "synthesize", "detector", "export", "evaluate"]  # dvc.yaml's, in its order
@@ -88,7 +87,6 @@ def matmul_flops_per_second(size: int = 2048) -> float:
 def warmup_steps(n_images: int, batch_size: int) -> int:
     """Steps that trace the training step and warm the caches before a timed run: two executions'
     worth (training.STEPS_PER_EXECUTION steps each), or one epoch of `n_images` if that is fewer."""
-    from mnist_pipeline import training
 
     return min(2 * training.STEPS_PER_EXECUTION, -(-n_images // batch_size))
 
@@ -101,12 +99,12 @@ def training_speed(kind: str, section: str, epochs: int = 2, images: int | None 
     of them for train (or the first `images`). Two epochs, not one, because what happens between
     epochs (tf.data's stalls in a plain `fit`) is part of the cost."""
     import keras
-    from helpers import MIRROR
 
-    from mnist_pipeline import mnist, models, params, training
+    from mnist_pipeline import mnist, models, params
+    from mnist_pipeline.testing import MIRROR
 
     if kind == "crossvalidate":
-        training.one_thread_per_op()
+        distribute.one_thread_per_op()
     p = params.load(ROOT / "params.yaml")
     setup = getattr(p, section)
     data = mnist.load_split(MIRROR, "train")
@@ -123,7 +121,7 @@ def training_speed(kind: str, section: str, epochs: int = 2, images: int | None 
             model.fit(x_float, y, batch_size=setup.batch_size, epochs=epochs, steps_per_epoch=steps, verbose=0)
     else:
         n_models = p.cv.folds if kind == "crossvalidate" else 1
-        shared = training.to_tensors(data.images, data.labels)
+        shared = datasets.to_tensors(data.images, data.labels)
         jobs = {
             k: training.prepare(
                 p.model,
@@ -207,7 +205,7 @@ def _timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, float]:
 
 def bench_pipeline(params: dict | None, workdir: Path) -> dict:
     """The stages one by one in a copy of the repo with `params` (None: the default ones)."""
-    from helpers import copy_repo, env_for
+    from mnist_pipeline.testing import copy_repo, env_for
 
     repo = copy_repo(workdir / "repo", params=params)
     env = env_for(repo)
@@ -296,7 +294,7 @@ def main() -> None:
     if args.training_speed:
         print(training_speed(*args.training_speed, images=args.images))
         return
-    from helpers import TINY
+    from mnist_pipeline.testing import TINY
 
     results = {"machine": machine.describe()}
     with tempfile.TemporaryDirectory() as tmp:

@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from scans import RENDERINGS, render  # noqa: E402
 
 from bench import parse_args  # noqa: E402
-from mnist_pipeline import mnist, synthetic  # noqa: E402
-from mnist_pipeline.predict import LiteRTModel  # noqa: E402
+from mnist_pipeline import evaluation, mnist, synthetic  # noqa: E402
+from mnist_pipeline.loading import LiteRTModel  # noqa: E402
 
 SEED = 2000  # other than synthetic.seed (0) and evaluate.non_digits_seed (1000)
 
@@ -54,13 +54,12 @@ def image_sets(n_made: int, n_test: int) -> dict[str, tuple[np.ndarray, np.ndarr
 def measure(model: LiteRTModel, sets: dict) -> dict:
     out = {}
     for name, (images, labels) in sets.items():
-        probabilities, scores = model.read(images)
-        flagged = scores < 0.5
-        row = {"n": len(labels), "flagged": float(flagged.mean())}
+        verdicts = evaluation.verdicts(*model.read(images), labels)
+        row = {"n": len(labels), "flagged": float(verdicts["flagged"].mean())}
         if (labels >= 0).all():
-            row["read_right"] = float((~flagged & (probabilities.argmax(1) == labels)).mean())
+            row["read_right"] = float(verdicts["read_right"].mean())
         else:
-            row["answered_sure"] = float((~flagged & (probabilities.max(1) >= 0.9)).mean())
+            row["answered_sure"] = float(verdicts["answered_sure"].mean())
         out[name] = row
     return out
 

@@ -33,7 +33,6 @@ from mnist_pipeline import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "full_run_results.json"
-sys.path.insert(0, str(ROOT / "tests"))
 
 
 def peak_tree_rss(process: subprocess.Popen, peak: list[int]) -> None:
@@ -107,7 +106,7 @@ def main() -> None:
         bin_dir = Path(sys.executable).parent if args.install == "none" else repo / ".venv" / "bin"
         overrides = [] if args.recipe == "tutorial" else [f"recipe={args.recipe}"]
         if args.tiny:
-            from helpers import TINY
+            from mnist_pipeline.testing import TINY
 
             overrides += [f"{section}.{key}={value}" for section, values in TINY.items() for key, value in values.items()]
         command = ["dvc", "exp", "run", "-n", args.recipe] + [a for o in overrides for a in ("-S", o)] if overrides else ["dvc", "repro"]

@@ -2,12 +2,12 @@
 mixed_bfloat16 (and mixed_float16 where a GPU is), for the tutorial's CNN (cv's batch 32 and
 train's 200) and the strong preset's (batch 128), each in its own process, in alternation, so all
 see the same machine; the median over --rounds. Writes bench/precision_results.json, with the
-CPU's flags that decide whether bfloat16 is native (training.native_bfloat16), and prints Markdown.
+CPU's flags that decide whether bfloat16 is native (distribute.native_bfloat16), and prints Markdown.
 
     python bench/precision.py [--images 6400] [--rounds 3]
     python bench/precision.py --tiny --out F.json      # a few hundred images, one round: checks this script
 
-The timing does not go through training.set_precision: where bfloat16 is not native it measures
+The timing does not go through distribute.set_precision: where bfloat16 is not native it measures
 the emulation that the stages refuse to run.
 """
 
@@ -24,7 +24,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests"))
 
 MODELS = {  # name: (recipe, section whose batch size it trains at)
     "tutorial CNN, batch 32 (cv)": ("tutorial", "cv"),
@@ -38,10 +37,10 @@ def speed(model_name: str, policy: str, n_images: int) -> float:
     """In a fresh process: images/s of one epoch of one model under `policy`, after a warm-up."""
     import keras
     import yaml
-    from helpers import MIRROR, compose
 
     from bench import warmup_steps
-    from mnist_pipeline import mnist, params, training
+    from mnist_pipeline import datasets, mnist, params, training
+    from mnist_pipeline.testing import MIRROR, compose
 
     recipe, section = MODELS[model_name]
     p = params.parse(yaml.safe_load(compose(f"recipe={recipe}")))
@@ -50,7 +49,7 @@ def speed(model_name: str, policy: str, n_images: int) -> float:
     data = mnist.load_split(MIRROR, "train")
     job = training.prepare(
         p.model,
-        training.to_tensors(data.images, data.labels),
+        datasets.to_tensors(data.images, data.labels),
         np.arange(n_images),
         batch_size=hyper.batch_size,
         optimizer=hyper.optimizer,
@@ -73,7 +72,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--speed", nargs=2, metavar=("MODEL", "POLICY"), help=argparse.SUPPRESS)
     from bench import parse_args
-    from mnist_pipeline import machine
+    from mnist_pipeline import distribute, machine
 
     args = parse_args(parser, "precision_results.json")
     if args.tiny:
@@ -82,9 +81,7 @@ def main() -> None:
         print(speed(*args.speed, args.images))
         return
 
-    from mnist_pipeline import training
-
-    native = training.native_bfloat16()
+    native = distribute.native_bfloat16()
     policies = ["float32", "mixed_bfloat16"] + (["mixed_float16"] if native == "a GPU" else [])
     models = list(MODELS)[:1] if args.tiny else list(MODELS)
     runs = {m: {policy: [] for policy in policies} for m in models}
@@ -97,10 +94,7 @@ def main() -> None:
                     raise SystemExit(f"measuring {m} in {policy} failed:\n{result.stderr[-3000:]}")
                 runs[m][policy].append(float(result.stdout.strip().splitlines()[-1]))
                 print(f"  {m}, {policy}: {runs[m][policy][-1]:,.0f} images/s", file=sys.stderr)
-    try:
-        cpu_flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        cpu_flags = set()
+    cpu_flags = machine.cpu_flags()
     median = {m: {policy: float(np.median(values)) for policy, values in by.items()} for m, by in runs.items()}
     results = {
         "machine": machine.describe(),

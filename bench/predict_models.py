@@ -62,10 +62,10 @@ def main() -> None:
         tmp = Path(tmp)
         models = args.models
         if not models:
-            from mnist_pipeline import export
+            from mnist_pipeline import export, loading
 
-            export.to_tflite(export.load_keras(ROOT / "models" / "model.keras"), tmp / "bare_final.tflite")
-            export.to_tflite(export.load_keras(ROOT / "models" / "export" / "ensemble.keras"), tmp / "ensemble_float32.tflite")
+            export.to_tflite(loading.load_keras(ROOT / "models" / "model.keras"), tmp / "bare_final.tflite")
+            export.to_tflite(loading.load_keras(ROOT / "models" / "export" / "ensemble.keras"), tmp / "ensemble_float32.tflite")
             models = [
                 tmp / "bare_final.tflite",
                 ROOT / "models" / "export" / "final.tflite",

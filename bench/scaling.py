@@ -7,7 +7,7 @@ Writes bench/scaling_results.json and prints Markdown.
 
 Each measurement runs in a fresh process (device and thread settings are per process), in
 alternation over `--rounds`, and the best round is kept:
-- input: images/s the input pipeline (training.dataset: shuffle, gather, batch) delivers alone;
+- input: images/s the input pipeline (datasets.dataset: shuffle, gather, batch) delivers alone;
 - compute: images/s of the final fit (the train section's batch) on one device, and under
   `mirrored` over two logical CPUs made from the same two cores (so the difference is the cost
   of the strategy itself: the all-reduce and one step per call instead of several);
@@ -26,7 +26,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests"))
 
 import numpy as np  # noqa: E402
 
@@ -34,38 +33,37 @@ N_IMAGES = 12_000  # per measured epoch: enough for steady state, short enough f
 
 
 def _examples(n_images: int):
-    from helpers import MIRROR
-
     from mnist_pipeline import mnist
+    from mnist_pipeline.testing import MIRROR
 
     data = mnist.load_split(MIRROR, "train")
     return data.images[:n_images], data.labels[:n_images]
 
 
 def input_speed(batch_size: int, n_images: int = N_IMAGES) -> float:
-    from mnist_pipeline import training
+    from mnist_pipeline import datasets
 
     images, labels = _examples(n_images)
-    examples = training.to_tensors(images, labels)
+    examples = datasets.to_tensors(images, labels)
     for epoch in range(3):  # the first one warms up
         start = time.perf_counter()
-        for _ in training.dataset(examples, np.arange(len(labels)), batch_size, shuffle_seed=(0, epoch)):
+        for _ in datasets.dataset(examples, np.arange(len(labels)), batch_size, shuffle_seed=(0, epoch)):
             pass
         seconds = time.perf_counter() - start
     return len(labels) / seconds
 
 
 def training_speed(strategy_name: str, n_images: int = N_IMAGES) -> dict:
-    from mnist_pipeline import params, training
+    from mnist_pipeline import datasets, distribute, params, training
     from mnist_pipeline.params import Distribute
 
     devices = ["/cpu:0", "/cpu:1"] if strategy_name == "mirrored" else []
-    strategy = training.distribution(Distribute(strategy=strategy_name, devices=devices))
+    strategy = distribute.distribution(Distribute(strategy=strategy_name, devices=devices))
     p = params.load(ROOT / "params.yaml")
     images, labels = _examples(n_images)
     job = training.prepare(
         p.model,
-        training.to_tensors(images, labels),
+        datasets.to_tensors(images, labels),
         np.arange(len(labels)),
         batch_size=p.train.batch_size,
         optimizer=p.train.optimizer,

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from bench import parse_args  # noqa: E402
 from mnist_pipeline import imaging  # noqa: E402
-from mnist_pipeline.predict import LiteRTModel  # noqa: E402
+from mnist_pipeline.loading import LiteRTModel  # noqa: E402
 
 RENDERINGS = {
     "32 px, nearest": (32, Image.Resampling.NEAREST),

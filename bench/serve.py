@@ -21,7 +21,6 @@ import io
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from bench import parse_args  # noqa: E402
 from mnist_pipeline import imaging  # noqa: E402
 from mnist_pipeline.machine import describe as describe_machine  # noqa: E402
+from mnist_pipeline.testing import free_port  # noqa: E402
 
 
 def payloads() -> dict[str, bytes]:
@@ -51,12 +51,6 @@ def payloads() -> dict[str, bytes]:
     large = io.BytesIO()
     photo.save(large, "JPEG", quality=90)
     return {"28x28 PNG": small.getvalue(), "1-megapixel JPEG": large.getvalue()}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def post(connection: http.client.HTTPConnection, body: bytes) -> None:

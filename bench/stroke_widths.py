@@ -1,4 +1,5 @@
 """MNIST's own stroke widths, as imaging.to_mnist measures them: the source of imaging.MNIST_STROKE.
+Writes bench/stroke_widths_results.json and prints one line.
 
 python bench/stroke_widths.py [N]     # N training digits (default 5000); needs `dvc repro` for data/prepared
 python bench/stroke_widths.py --tiny --out F.json     # 200 digits: checks this script
@@ -18,7 +19,7 @@ from mnist_pipeline import imaging  # noqa: E402
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("n", nargs="?", type=int, default=5000, help="training digits to measure")
-    args = parse_args(parser)
+    args = parse_args(parser, "stroke_widths_results.json")
     n = 200 if args.tiny else args.n
     digits = np.load("data/prepared/train_images.npy", mmap_mode="r")[:n, ..., 0]
     widths = np.array([imaging.box_stroke_width(np.asarray(d)) for d in digits])
@@ -28,5 +29,4 @@ if __name__ == "__main__":
         f"{n} MNIST training digits: stroke width 1st percentile {low:.2f}, median {median:.2f}, 99th {high:.2f} px; "
         f"{outside:.2%} outside imaging.MNIST_STROKE = {imaging.MNIST_STROKE}"
     )
-    if args.out:
-        args.out.write_text(json.dumps({"n": n, "percentiles": {"1": low, "50": median, "99": high}, "outside": outside}, indent=2) + "\n")
+    args.out.write_text(json.dumps({"n": n, "percentiles": {"1": low, "50": median, "99": high}, "outside": outside}, indent=2) + "\n")

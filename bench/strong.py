@@ -22,11 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_pipeline import machine
+from mnist_pipeline import datasets, distribute, machine, training
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests"))
 
 SETUPS = {  # name: (how, models at once, augmented)
     "plain fit, Keras augmentation layers, one model": ("plain", 1, True),
@@ -40,9 +39,9 @@ SETUPS = {  # name: (how, models at once, augmented)
 def strong_params():
     """The strong preset (conf/recipe/strong.yaml), as `dvc exp run -S recipe=strong` composes it."""
     import yaml
-    from helpers import compose
 
     from mnist_pipeline import params
+    from mnist_pipeline.testing import compose
 
     return params.parse(yaml.safe_load(compose("recipe=strong")))
 
@@ -51,14 +50,14 @@ def speed(setup: str, n_images: int) -> float:
     """In a fresh process: images/s of one setup over one epoch, after a warm-up."""
     import keras
     import tensorflow as tf
-    from helpers import MIRROR
 
     from bench import warmup_steps
-    from mnist_pipeline import mnist, models, params, training
+    from mnist_pipeline import mnist, models, params
+    from mnist_pipeline.testing import MIRROR
 
     how, n_models, augmented = SETUPS[setup]
     if n_models > 1:
-        training.one_thread_per_op()
+        distribute.one_thread_per_op()
     p = strong_params()
     data = mnist.load_split(MIRROR, "train")
     augment = p.augment if augmented else params.Augment()
@@ -85,7 +84,7 @@ def speed(setup: str, n_images: int) -> float:
         def run(steps: int | None = None) -> None:
             model.fit(batches, epochs=1, steps_per_epoch=steps, verbose=0)
     else:
-        shared = training.to_tensors(data.images, data.labels)
+        shared = datasets.to_tensors(data.images, data.labels)
         jobs = {
             k: training.prepare(
                 p.model,

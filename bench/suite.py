@@ -25,7 +25,10 @@ from mnist_pipeline import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 TIERS = {"full": [], "fast": ["-m", "not slow"]}
-TINY_TESTS = ["tests/test_project.py"]  # two tests, neither imports TensorFlow
+TINY_TESTS = [  # two quick tests, neither imports TensorFlow
+    "tests/test_project.py::test_the_lock_matches_pyproject",
+    "tests/test_project.py::test_ruff_finds_nothing_to_fix",
+]
 
 
 def run_suite(args: list[str], scratch: Path) -> dict:

@@ -2,7 +2,7 @@
 in models/folds/ (export averages them with the final model into the ensemble).
 
 All folds train at the same time in one process, each TensorFlow op on one thread, which keeps
-the cores busier than one fold at a time (training.one_thread_per_op). With a distribute.strategy
+the cores busier than one fold at a time (distribute.one_thread_per_op). With a distribute.strategy
 other than none, the folds train one after another, each on all the devices. Under
 .cache/crossvalidate/<key>/fold-<k>/ each fold keeps a checkpoint after every epoch, its result
 when it is done, and the id of its MLflow run, so a run that was interrupted goes on from the
@@ -22,7 +22,7 @@ import keras  # noqa: E402, I001  (after training, which imports it with TensorF
 import numpy as np  # noqa: E402
 from sklearn.model_selection import KFold  # noqa: E402
 
-from mnist_pipeline import evaluation, machine, mnist, models, tracking, training  # noqa: E402
+from mnist_pipeline import datasets, distribute, evaluation, machine, mnist, models, tracking, training  # noqa: E402
 
 PREPARED = Path("data/prepared")
 CACHE = Path(".cache/crossvalidate")
@@ -31,12 +31,12 @@ OUT_OF_FOLD = "out_of_fold_probabilities.npy"
 
 
 def main() -> None:
-    strategy = training.distribution(p.distribute)
-    precision = training.set_precision(p.distribute.precision)
+    strategy = distribute.distribution(p.distribute)
+    precision = distribute.set_precision(p.distribute.precision)
     side_by_side = p.distribute.strategy == "none"
     if side_by_side:
-        training.one_thread_per_op()
-    chief = training.is_chief(strategy)
+        distribute.one_thread_per_op()
+    chief = distribute.is_chief(strategy)
     tracking.connect(enabled=chief)
     data = mnist.load_prepared(PREPARED, "train")
     run_params = tracking.flat_params(model=p.model, augment=p.augment, cv=p.cv, distribute=p.distribute)
@@ -52,7 +52,7 @@ def main() -> None:
         else:
             todo.append(fold)
 
-    shared = training.to_tensors(data.images, data.labels)  # one copy for all folds
+    shared = datasets.to_tensors(data.images, data.labels)  # one copy for all folds
 
     def prepare(fold: int) -> training.Job:
         train_index, val_index = splits[fold - 1]
@@ -103,7 +103,7 @@ def main() -> None:
             save(folds, cache, parent_id, data, splits, precision)
         else:
             print("cross-validation done on this worker; the chief saves the fold models and logs the runs")
-    training.wait_for_all(strategy)
+    distribute.wait_for_all(strategy)
     shutil.rmtree(cache, ignore_errors=True)  # on every worker: a later run starts afresh everywhere
 
 

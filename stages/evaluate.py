@@ -17,8 +17,8 @@ p = stage.load_params()  # first: a typo in params.yaml answers before TensorFlo
 
 import numpy as np  # noqa: E402
 
-from mnist_pipeline import evaluation, mnist, synthetic  # noqa: E402
-from mnist_pipeline.predict import LiteRTModel  # noqa: E402
+from mnist_pipeline import calibration, evaluation, loading, mnist, synthetic  # noqa: E402
+from mnist_pipeline.loading import LiteRTModel  # noqa: E402
 
 EXPORT = Path("models/export")
 FOLD_MODELS = Path("models/folds")
@@ -35,7 +35,7 @@ def main() -> None:
     digit_counts = synthetic.shares(p.evaluate.digits, synthetic.DIGIT_KINDS) if p.evaluate.digits else {}
     digits = synthetic.make_set(test.images.reshape(-1, 28, 28), test.labels, digit_counts, seed=(p.evaluate.non_digits_seed, 10))
 
-    from mnist_pipeline import export, tracking  # TensorFlow and MLflow, after the fork
+    from mnist_pipeline import tracking  # MLflow, after the fork (TensorFlow loads with the first .keras file)
 
     tracking.connect()
     exported = json.loads(EXPORT_REPORT.read_text())
@@ -44,22 +44,17 @@ def main() -> None:
         probabilities, scores = model.read(test.images)
         predicted = probabilities.argmax(axis=1)
         details = evaluation.classification_metrics(test.labels, probabilities)
-        non_digit_probabilities, non_digit_scores = model.read(non_digits["images"])
-        flagged = non_digit_scores < 0.5
-        details["flagged_non_digits"] = by_kind(flagged, non_digits["kind"])
-        sure = ~flagged & (non_digit_probabilities.max(axis=1) >= 0.9)  # answered as a digit, with 90% confidence or more
-        details["non_digits_answered_sure"] = by_kind(sure, non_digits["kind"])
-        digit_probabilities, digit_scores = model.read(digits["images"])
-        details["flagged_digits"] = by_kind(digit_scores < 0.5, digits["kind"])
-        read_right = (digit_scores >= 0.5) & (digit_probabilities.argmax(axis=1) == digits["labels"])
-        details["read_right_digits"] = by_kind(read_right, digits["kind"])
+        on_non_digits = evaluation.verdicts(*model.read(non_digits["images"]), non_digits["labels"])
+        flagged, sure = on_non_digits["flagged"], on_non_digits["answered_sure"]
+        details["flagged_non_digits"] = evaluation.by_kind(flagged, non_digits["kind"], synthetic.KINDS)
+        details["non_digits_answered_sure"] = evaluation.by_kind(sure, non_digits["kind"], synthetic.KINDS)
+        on_digits = evaluation.verdicts(*model.read(digits["images"]), digits["labels"])
+        details["flagged_digits"] = evaluation.by_kind(on_digits["flagged"], digits["kind"], synthetic.KINDS)
+        details["read_right_digits"] = evaluation.by_kind(on_digits["read_right"], digits["kind"], synthetic.KINDS)
         if p.evaluate.photos:
             details |= evaluation.photo_accuracy(model, test.images, test.labels, p.evaluate.photos, p.evaluate.photos_seed)
         each = {name: LiteRTModel(EXPORT / f"{name}.tflite").predict(test.images) for name in ("final", "ensemble")}
-        trained = {
-            path.stem.replace("-", "_"): export.load_keras(path)
-            for path in [*sorted(FOLD_MODELS.glob("fold-*.keras"), key=lambda f: int(f.stem[5:])), MODEL]
-        }
+        trained = {path.stem.replace("-", "_"): loading.load_keras(path) for path in [*stage.fold_model_paths(FOLD_MODELS), MODEL]}
         images = test.images.astype("float32")
         bare = {name: model.predict(images, batch_size=250, verbose=0) for name, model in trained.items()}
         # each served model's calibration error, and the same file's without its temperature (export wrote it where
@@ -68,7 +63,7 @@ def main() -> None:
         for name in ("final", "ensemble"):
             tempered = exported["calibration"]["temperature"][name] != 1.0
             without = LiteRTModel(EXPORT / f"{name}_untempered.tflite").predict(test.images) if tempered else each[name]
-            (ece, after), (ece_raw, before) = (evaluation.calibration(probs, test.labels) for probs in (each[name], without))
+            (ece, after), (ece_raw, before) = (calibration.ece(probs, test.labels) for probs in (each[name], without))
             details["calibration"][name] = {"ece": ece, "ece_raw": ece_raw, "temperature": exported["calibration"]["temperature"][name]}
             reliability[name] = after, before
         after, before = reliability[exported["serve"]]
@@ -96,7 +91,7 @@ def main() -> None:
         for path, rows in (("plots/reliability.csv", after), ("plots/reliability_raw.csv", before)):  # two lines in one dvc plot
             stage.write_csv(path, ["confidence", "accuracy", "images"], [r[1:] for r in rows])
         stage.save_figure("plots/misclassified.png", evaluation.misclassified_grid(test.images, test.labels, predicted))
-        stage.save_figure("plots/reliability.png", evaluation.reliability_diagram(before, after))
+        stage.save_figure("plots/reliability.png", calibration.reliability_diagram(before, after))
         model_id = exported["mlflow"]["served_model_id"]
         beside = {"ece_raw": details["calibration"][exported["serve"]]["ece_raw"]} | (
             {"photo_acc": details["accuracy_photos"]} if p.evaluate.photos else {}
@@ -113,7 +108,12 @@ def main() -> None:
             why = f"passed the gate evaluate.gate={p.evaluate.gate}; registering"
         else:
             why = f"test accuracy {headline['test_acc']:.4%} is below the gate evaluate.gate={p.evaluate.gate}: not registered"
-        report = details | {"served": exported["serve"], "gate_passed": passed, "n_non_digits": len(flagged), "n_digits": len(digit_scores)}
+        report = details | {
+            "served": exported["serve"],
+            "gate_passed": passed,
+            "n_non_digits": len(flagged),
+            "n_digits": len(digits["labels"]),
+        }
         stage.write_json("metrics/eval.json", headline)
         stage.write_json(
             "reports/eval.json", report | {"mlflow": {"run_id": run_id, "model_version": None, "alias": None, "decision": why}}
@@ -130,37 +130,8 @@ def main() -> None:
             stage.write_json(
                 "reports/eval.json", report | {"mlflow": {"run_id": run_id, "model_version": version, "alias": alias, "decision": why}}
             )
-    print(
-        f"test accuracy of the served {exported['serve']} model {headline['test_acc']:.4%} on {details['n_images']} images; "
-        f"flagged as not a digit: {headline['flag_mnist']:.2%} of them"
-    )
-    print("  each model: " + ", ".join(f"{name} {value:.4%}" for name, value in details["test_accuracy"].items()))
-    print(
-        f"the project's own {len(flagged)} non-digits flagged: {headline['flag_nondigit']:.2%} ("
-        + ", ".join(f"{kind} {v:.1%}" for kind, v in details["flagged_non_digits"].items())
-        + f"); answered as a digit with 90% confidence or more: {headline['nondigit_sure']:.2%}"
-    )
-    if len(digit_scores):
-        print(
-            f"the project's own {len(digit_scores)} digits of each kind, flagged / read right: "
-            + ", ".join(f"{kind} {v:.1%} / {details['read_right_digits'][kind]:.1%}" for kind, v in details["flagged_digits"].items())
-        )
-    print(
-        "calibration error (ECE, 15 bins) with the temperature and without: "
-        + ", ".join(f"{name} {c['ece']:.3%} and {c['ece_raw']:.3%}" for name, c in details["calibration"].items())
-    )
-    if p.evaluate.photos:
-        print(
-            f"photo-like images: {details['accuracy_photos']:.2%} right, {details['flagged_photos']:.2%} flagged, "
-            f"{details['read_right_photos']:.2%} read right (the tutorial's naive preprocessing: "
-            f"{details['accuracy_photos_naive']:.2%}) of {details['n_photos']}"
-        )
-    print(f"registered as {tracking.REGISTERED_MODEL} version {version}, alias '{alias}': {why}" if passed else why)
-
-
-def by_kind(values: np.ndarray, kind: np.ndarray) -> dict[str, float]:
-    """The share of true `values` among the images of each kind (synthetic.KINDS) present."""
-    return {synthetic.KINDS[k]: float(values[kind == k].mean()) for k in sorted(set(kind.tolist()))}
+    print("\n".join(evaluation.summary(report, headline)))
+    print(f"{tracking.REGISTERED_MODEL} version {version} ({f'alias {alias}' if alias else 'no alias now'}): {why}" if passed else why)
 
 
 def test_set_digest() -> str:

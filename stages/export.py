@@ -25,7 +25,7 @@ p = stage.load_params()  # first: a typo in params.yaml answers before TensorFlo
 
 import numpy as np  # noqa: E402
 
-from mnist_pipeline import evaluation, export, mnist, models, tracking  # noqa: E402
+from mnist_pipeline import calibration, datasets, export, loading, mnist, models, tracking  # noqa: E402
 
 MODEL = Path("models/model.keras")
 FOLD_MODELS = Path("models/folds")
@@ -41,19 +41,19 @@ UNTEMPERED = "_untempered"  # final_untempered.tflite: the served file with its 
 
 def main() -> None:
     tracking.connect()
-    final = export.load_keras(MODEL)
-    folds = [export.load_keras(path) for path in sorted(FOLD_MODELS.glob("fold-*.keras"), key=lambda f: int(f.stem[5:]))]
-    detector = export.load_keras(DETECTOR / "model.keras")
+    final = loading.load_keras(MODEL)
+    folds = [loading.load_keras(path) for path in stage.fold_model_paths(FOLD_MODELS)]
+    detector = loading.load_keras(DETECTOR / "model.keras")
     threshold = json.loads((DETECTOR / "threshold.json").read_text())["log_odds"]
     train = mnist.load_prepared(PREPARED, "train")
     rng = np.random.default_rng(CALIBRATION_SEED)
     chosen = rng.choice(len(train.labels), min(CALIBRATION_IMAGES, len(train.labels)), replace=False)
-    calibration_images, calibration_labels = evaluation.distorted(train.images[chosen], rng), train.labels[chosen]
+    calibration_images, calibration_labels = datasets.distorted(train.images[chosen], rng), train.labels[chosen]
     temperature, served, fit, logits = {}, {}, {}, {}
     for name, members in {"final": [final], "ensemble": [*folds, final]}.items():
         logits[name] = models.member_logits(members, p.export.tta)
         held_out = np.reshape(logits[name].predict(calibration_images, batch_size=250, verbose=0), (-1, len(calibration_labels), 10))
-        temperature[name], fit[name] = evaluation.choose_temperature(held_out, calibration_labels)
+        temperature[name], fit[name] = calibration.choose_temperature(held_out, calibration_labels)
         served[name] = models.served(logits[name], detector, temperature[name], threshold)
     # the same files with the temperature out, for evaluate's calibration error without it; built after the
     # served ones, so that these keep the layer names they have without them

@@ -2,7 +2,7 @@
 
 Digits (MNIST's own, photographed, restroked, typed, sketched, drawn, low-resolution) and
 non-digits (letters, symbols, shapes, scribbles, textures, overlaid digits), each as the model
-would see it after to_mnist, drawn from synthetic.seed alone (synthetic.py). The validation set
+would see it after to_mnist, drawn from synthetic.seed alone (the synthetic package). The validation set
 is made from other MNIST digits and other seeds; the detector stage sets its threshold on it.
 The pool holds synthetic.pool more non-digits, for the detector to mine its hard negatives from.
 """

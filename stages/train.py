@@ -14,7 +14,7 @@ p = stage.load_params()  # first: a typo in params.yaml answers before TensorFlo
 
 import numpy as np  # noqa: E402
 
-from mnist_pipeline import machine, mnist, models, tracking, training  # noqa: E402
+from mnist_pipeline import datasets, distribute, machine, mnist, models, tracking, training  # noqa: E402
 
 PREPARED = Path("data/prepared")
 MODEL = Path("models/model.keras")
@@ -22,9 +22,9 @@ CACHE = Path(".cache/train")
 
 
 def main() -> None:
-    strategy = training.distribution(p.distribute)
-    precision = training.set_precision(p.distribute.precision)
-    chief = training.is_chief(strategy)
+    strategy = distribute.distribution(p.distribute)
+    precision = distribute.set_precision(p.distribute.precision)
+    chief = distribute.is_chief(strategy)
     tracking.connect(enabled=chief)
     data = mnist.load_prepared(PREPARED, "train")
     run_params = tracking.flat_params(model=p.model, augment=p.augment, train=p.train, distribute=p.distribute)
@@ -35,7 +35,7 @@ def main() -> None:
         print(f"training on {len(data.labels)} images for {p.train.epochs} epochs{replicas}", flush=True)
         job = training.prepare(
             p.model,
-            training.to_tensors(data.images, data.labels),
+            datasets.to_tensors(data.images, data.labels),
             np.arange(len(data.labels)),
             batch_size=p.train.batch_size,
             optimizer=p.train.optimizer,
@@ -52,7 +52,7 @@ def main() -> None:
             save(job.model, history, data, run_id, precision)
         else:
             print("training done on this worker; the chief saves the model and logs the run")
-    training.wait_for_all(strategy)
+    distribute.wait_for_all(strategy)
     shutil.rmtree(cache, ignore_errors=True)  # on every worker: a later run starts afresh everywhere
 
 
@@ -61,7 +61,7 @@ def save(model, history: dict, data: mnist.Dataset, run_id: str, precision: str)
     model = models.in_float32(model)
     with stage.atomic_path(MODEL) as tmp:
         model.save(tmp)
-    model_id = tracking.log_keras_model(training.off_strategy(model), data.images[:8].astype("float32"))
+    model_id = tracking.log_keras_model(distribute.off_strategy(model), data.images[:8].astype("float32"))
     epochs = range(1, p.train.epochs + 1)
     stage.write_csv(
         "plots/train_history.csv", ["epoch", "loss", "accuracy"], zip(epochs, history["loss"], history["accuracy"], strict=False)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from filelock import FileLock
-from helpers import MIRROR, ROOT, TINY, copy_repo, env_for, read_json, run, update_params, without_run_ids  # noqa: F401
+
+from mnist_pipeline.testing import MIRROR, ROOT, copy_repo, run
 
 
 def pytest_configure(config):

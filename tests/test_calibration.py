@@ -1,11 +1,11 @@
-"""The temperature calibrates held-out predictions, or is not used: evaluation.choose_temperature on
+"""The temperature calibrates held-out predictions, or is not used: calibration.choose_temperature on
 predictions whose calibration the test knows."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from mnist_pipeline import evaluation
+from mnist_pipeline import calibration
 
 
 def logits_of(rng: np.random.Generator, n: int, members: int, sharpness: float) -> tuple[np.ndarray, np.ndarray]:
@@ -22,17 +22,17 @@ def logits_of(rng: np.random.Generator, n: int, members: int, sharpness: float) 
 def test_an_overconfident_model_gets_a_temperature_that_calibrates_images_it_was_not_fitted_on():
     rng = np.random.default_rng(0)
     logits, labels = logits_of(rng, 4000, members=3, sharpness=2.0)
-    temperature, fit = evaluation.choose_temperature(logits, labels)
+    temperature, fit = calibration.choose_temperature(logits, labels)
     assert fit["kept"] and 1.6 < temperature < 2.4 and fit["ece_crossed"] < fit["ece_without"]
     fresh, fresh_labels = logits_of(rng, 4000, members=3, sharpness=2.0)
-    served = evaluation.calibration(evaluation.pooled(fresh, temperature), fresh_labels)[0]
-    assert served < evaluation.calibration(evaluation.pooled(fresh), fresh_labels)[0] / 2
+    served = calibration.ece(calibration.pooled(fresh, temperature), fresh_labels)[0]
+    assert served < calibration.ece(calibration.pooled(fresh), fresh_labels)[0] / 2
 
 
 def test_a_calibrated_model_is_served_as_it_is():
     rng = np.random.default_rng(1)
     logits, labels = logits_of(rng, 4000, members=1, sharpness=1.0)
-    temperature, fit = evaluation.choose_temperature(logits, labels)
+    temperature, fit = calibration.choose_temperature(logits, labels)
     assert 0.85 < fit["fitted"] < 1.15
     assert temperature == (fit["fitted"] if fit["kept"] else 1.0)
 
@@ -43,6 +43,6 @@ def test_the_pool_is_calibrated_not_each_member():
     rng = np.random.default_rng(2)
     logits, labels = logits_of(rng, 4000, members=1, sharpness=1.5)
     disagreeing = np.stack([logits[0] + rng.normal(0, 2.0, logits[0].shape) for _ in range(6)])
-    pooled_t = evaluation.fit_temperature(disagreeing, labels)
-    member_t = evaluation.fit_temperature(disagreeing[:1], labels)
+    pooled_t = calibration.fit_temperature(disagreeing, labels)
+    member_t = calibration.fit_temperature(disagreeing[:1], labels)
     assert pooled_t < member_t

@@ -8,9 +8,9 @@ import itertools
 import numpy as np
 import pytest
 import yaml
-from conftest import ROOT
 
-from mnist_pipeline import evaluation, mnist, params, synthetic
+from mnist_pipeline import detection, mnist, params, synthetic
+from mnist_pipeline.testing import ROOT
 
 
 def test_the_threshold_keeps_every_kind_within_its_own_budget():
@@ -19,9 +19,9 @@ def test_the_threshold_keeps_every_kind_within_its_own_budget():
     kind = np.repeat([0, 1, 2], 1000)
     logits = np.concatenate([rng.normal(4, 1, 1000), rng.normal(2, 2, 1000), rng.normal(-3, 2, 1000)])
     is_digit = kind < 2
-    tight, at_tight = evaluation.digit_threshold(logits, is_digit, kind, kinds, {"mnist": 0.01, "sketched": 0.01})
+    tight, at_tight = detection.digit_threshold(logits, is_digit, kind, kinds, {"mnist": 0.01, "sketched": 0.01})
     assert at_tight["held_by"] == "sketched" and at_tight["flagged"]["sketched"] <= 0.01
-    loose, at_loose = evaluation.digit_threshold(logits, is_digit, kind, kinds, {"mnist": 0.01, "sketched": 0.05})
+    loose, at_loose = detection.digit_threshold(logits, is_digit, kind, kinds, {"mnist": 0.01, "sketched": 0.05})
     assert loose > tight, "a looser budget for the hardest kind moves the threshold up"
     assert at_loose["flagged"]["mnist"] <= 0.01 and at_loose["flagged"]["sketched"] <= 0.05
     assert at_loose["flagged"]["scribble"] > at_tight["flagged"]["scribble"] + 0.1
@@ -45,7 +45,7 @@ def test_false_flag_rate_is_one_number_or_one_per_kind():
 
 @pytest.fixture(scope="module")
 def made():
-    from conftest import MIRROR
+    from mnist_pipeline.testing import MIRROR
 
     test = mnist.load_split(MIRROR, "t10k")
     images, labels = test.images.reshape(-1, 28, 28)[:500], test.labels[:500]

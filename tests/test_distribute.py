@@ -10,8 +10,9 @@ import subprocess
 
 import mlflow
 import pytest
-from conftest import copy_repo, env_for, read_json, run, update_params
-from helpers import free_port
+from helpers import read_json
+
+from mnist_pipeline.testing import copy_repo, env_for, free_port, run, update_params
 
 STAGES = ("crossvalidate", "train")
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import TINY, copy_repo, env_for, read_json, run
-from helpers import free_port, postgres
 from helpers import mlflow_server as mlflow_server_on
+from helpers import postgres, read_json
+
+from mnist_pipeline.testing import TINY, copy_repo, env_for, free_port, run
 
 
 def api(server: str, path: str, body: dict | None = None) -> dict:

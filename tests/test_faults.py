@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MIRROR, copy_repo, env_for
 from PIL import Image
 
 from mnist_pipeline import mnist
+from mnist_pipeline.testing import MIRROR, copy_repo, env_for
 
 
 def on_tmpfs(mountpoint: Path, options: str, command: str) -> list[str]:

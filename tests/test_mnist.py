@@ -10,11 +10,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
-from conftest import MIRROR, copy_repo, run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mnist_pipeline import mnist
+from mnist_pipeline.testing import MIRROR, copy_repo, run
 
 LABELS = "train-labels-idx1-ubyte.gz"
 

@@ -4,10 +4,10 @@ averaged) and its averaged detectors."""
 from __future__ import annotations
 
 import numpy as np
-from conftest import MIRROR
 
 from mnist_pipeline import mnist, models, training
 from mnist_pipeline.params import Model
+from mnist_pipeline.testing import MIRROR
 
 
 def shifted(images: np.ndarray, dy: int, dx: int) -> np.ndarray:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import re
 import sys
+from pathlib import Path
 
+import grimp  # import-linter's import graph
 import pytest
 import yaml
-from conftest import ROOT, copy_repo, run, update_params
-from helpers import compose
 
 from mnist_pipeline import params
+from mnist_pipeline.testing import ROOT, compose, copy_repo, run, update_params
 
 
 def default_raw() -> dict:
@@ -89,25 +92,22 @@ def test_dvc_yaml_params_are_exactly_the_sections_each_stage_reads():
 
 def test_dvc_yaml_lists_every_library_module_a_stage_imports():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    graph = grimp.build_graph("mnist_pipeline", cache_dir=None)
     for name, spec in stages.items():
-        imported = _imported_modules(ROOT / "stages" / f"{name}.py")
         declared = {d for d in spec["deps"] if d.startswith("src/")}
-        assert declared == {f"src/mnist_pipeline/{m}.py" for m in imported}, name
+        assert declared == library_files(ROOT / "stages" / f"{name}.py", graph), name
 
 
-def _imported_modules(path, seen=None) -> set[str]:
-    """Library modules a file imports, followed through the library itself."""
-    seen = set() if seen is None else seen
-    text = path.read_text()
-    names = set(re.findall(r"from mnist_pipeline\.(\w+) import", text))
-    names |= {n.strip() for group in re.findall(r"from mnist_pipeline import ([\w, ]+)", text) for n in group.split(",")}
-    names |= set(re.findall(r"from \.(\w+) import", text))
-    names |= {n.strip() for group in re.findall(r"from \. import ([\w, ]+)", text) for n in group.split(",") if n.strip()[0].islower()}
-    names = {n for n in names if (ROOT / "src" / "mnist_pipeline" / f"{n}.py").is_file()} | {"__init__"}
-    for name in names - seen:
-        seen.add(name)
-        _imported_modules(ROOT / "src" / "mnist_pipeline" / f"{name}.py", seen)
-    return seen
+def library_files(script: Path, graph: grimp.ImportGraph) -> set[str]:
+    """The library's source files a script runs: the modules it imports, what they import in turn
+    (grimp's import graph, lazy imports too), and the packages around each."""
+    direct = set()
+    for node in ast.walk(ast.parse(script.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "mnist_pipeline":
+            direct |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names} & graph.modules
+    modules = direct | {upstream for module in direct for upstream in graph.find_upstream_modules(module)}
+    modules |= {".".join(module.split(".")[:n]) for module in modules for n in range(1, module.count(".") + 1)}
+    return {str(Path(importlib.util.find_spec(module).origin).relative_to(ROOT)) for module in modules}
 
 
 def test_dvc_exp_run_set_param_gets_the_same_validation(tmp_path):
@@ -185,10 +185,11 @@ def test_a_params_typo_is_reported_before_tensorflow_or_mlflow_is_imported(tmp_p
 
 
 def test_the_benchmarks_run_without_the_test_extras():
-    """README command 1 installs no pytest: bench/ must not need it (it shares tests/helpers.py)."""
+    """README command 1 installs no pytest: bench/ must not need it (it shares mnist_pipeline.testing)."""
     probe = (
-        "import runpy, sys; sys.modules['pytest'] = None; sys.path[:0] = ['bench', 'tests'];"
-        " import bench, helpers, serve, strong; print(helpers.MIRROR.is_dir(), callable(strong.speed), callable(serve.load))"
+        "import runpy, sys; sys.modules['pytest'] = None; sys.path[:0] = ['bench'];"
+        " import bench, serve, strong; from mnist_pipeline import testing;"
+        " print(testing.MIRROR.is_dir(), callable(strong.speed), callable(serve.load))"
     )
     result = run(ROOT, sys.executable, "-c", probe)
     assert result.stdout.split() == ["True", "True", "True"]

@@ -13,9 +13,10 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-from conftest import TINY, read_json, run
+from helpers import read_json
 
 from mnist_pipeline import machine, synthetic
+from mnist_pipeline.testing import TINY, run
 
 STAGES = ["download", "preprocess", "crossvalidate", "train", "synthesize", "detector", "export", "evaluate"]
 
@@ -145,12 +146,11 @@ def test_the_ensemble_averages_its_calibrated_members(pipeline):
     """The exported ensemble's probabilities are the mean of the fold models' and the final
     model's, each softmax(logits / T) with the one temperature export fitted on the ensemble's
     own averaged output (pool, then calibrate)."""
-    from mnist_pipeline import export
-    from mnist_pipeline.predict import KerasModel
+    from mnist_pipeline.loading import KerasModel, load_keras
 
     images = np.load(pipeline / "data" / "prepared" / "test_images.npy")[:100].astype("float32")
-    members = [export.load_keras(pipeline / "models" / "folds" / f"fold-{k}.keras") for k in range(1, TINY["cv"]["folds"] + 1)]
-    members.append(export.load_keras(pipeline / "models" / "model.keras"))
+    members = [load_keras(pipeline / "models" / "folds" / f"fold-{k}.keras") for k in range(1, TINY["cv"]["folds"] + 1)]
+    members.append(load_keras(pipeline / "models" / "model.keras"))
     temperature = read_json(pipeline / "reports" / "export.json")["calibration"]["temperature"]["ensemble"]
     calibrated = []
     for member in members:  # softmax(logits / T): log p is the logits up to a constant

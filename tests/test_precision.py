@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import MIRROR, copy_repo, read_json, run, update_params
+from helpers import read_json
 
-from mnist_pipeline import PipelineError, mnist, models, training
+from mnist_pipeline import PipelineError, datasets, distribute, mnist, models, training
+from mnist_pipeline.loading import LiteRTModel
 from mnist_pipeline.params import Model
-from mnist_pipeline.predict import LiteRTModel
+from mnist_pipeline.testing import MIRROR, copy_repo, run, update_params
 
 keras = training.keras  # imported with TensorFlow's banner silenced
 
@@ -20,7 +21,7 @@ def test_a_model_trained_in_bfloat16_is_saved_and_served_in_float32(tmp_path):
         keras.config.set_dtype_policy("mixed_bfloat16")  # emulated on a CPU without it: slow, but a tiny model
         job = training.prepare(
             Model("bn_cnn", [8, 8, 8], 16, 0.1),
-            training.to_tensors(images, labels),
+            datasets.to_tensors(images, labels),
             np.arange(len(labels)),
             batch_size=64,
             optimizer="adam",
@@ -84,7 +85,7 @@ def test_models_trained_in_bfloat16_go_through_the_real_export_and_evaluate(pipe
     def trained(model, targets, seed):
         job = training.prepare(
             model,
-            training.to_tensors(images, targets),
+            datasets.to_tensors(images, targets),
             np.arange(len(targets)),
             batch_size=64,
             optimizer="adam",
@@ -146,15 +147,15 @@ def test_a_precision_this_machine_would_emulate_is_one_line_before_training(tmp_
     ],
 )
 def test_auto_takes_bfloat16_where_the_hardware_has_it_and_emulation_is_refused(monkeypatch, hardware, requested, policy):
-    """The hardware as training.native_bfloat16 and gpu_capability would find it on other machines."""
-    monkeypatch.setattr(training, "native_bfloat16", lambda: hardware)
-    monkeypatch.setattr(training, "gpu_capability", lambda: (9, 0) if hardware == "a GPU" else None)
+    """The hardware as distribute.native_bfloat16 and gpu_capability would find it on other machines."""
+    monkeypatch.setattr(distribute, "native_bfloat16", lambda: hardware)
+    monkeypatch.setattr(distribute, "gpu_capability", lambda: (9, 0) if hardware == "a GPU" else None)
     try:
         if policy is None:
             with pytest.raises(PipelineError, match=f"distribute.precision: {requested} needs .*use float32 or auto"):
-                training.set_precision(requested)
+                distribute.set_precision(requested)
             assert keras.config.dtype_policy().name == "float32", "nothing set"
         else:
-            assert training.set_precision(requested) == policy and keras.config.dtype_policy().name == policy
+            assert distribute.set_precision(requested) == policy and keras.config.dtype_policy().name == policy
     finally:
         keras.config.set_dtype_policy("float32")

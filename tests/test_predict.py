@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MIRROR
 from PIL import Image, ImageDraw
 
 from mnist_pipeline import imaging, mnist
-from mnist_pipeline.predict import PARALLEL_FROM, LiteRTModel, Prediction
+from mnist_pipeline.loading import LiteRTModel
+from mnist_pipeline.predict import PARALLEL_FROM, Prediction
+from mnist_pipeline.testing import MIRROR
 
 CLI = [sys.executable, "-m", "mnist_pipeline.cli"]
 

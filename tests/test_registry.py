@@ -8,9 +8,10 @@ import hashlib
 import mlflow
 import numpy as np
 import pytest
-from helpers import ROOT, mlflow_server, postgres, read_json, run, update_params
+from helpers import mlflow_server, postgres, read_json
 
 from mnist_pipeline import tracking
+from mnist_pipeline.testing import ROOT, run, update_params
 
 N = 1000
 LABELS = np.arange(N) % 10

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import TINY, env_for, read_json, run, update_params, without_run_ids
+from helpers import read_json, without_run_ids
 from PIL import Image
+
+from mnist_pipeline.testing import TINY, env_for, run, update_params
 
 
 def kill_when(repo: Path, target: str, ready, *options: str, timeout: float = 600) -> str:

@@ -9,8 +9,9 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import run
 from PIL import Image
+
+from mnist_pipeline.testing import run
 
 # A teammate needs no internet: any download attempt would hit a closed port on this machine.
 OFFLINE = {"MNIST_MIRROR": "/nonexistent", "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}

@@ -8,7 +8,9 @@ import subprocess
 import sys
 
 import pytest
-from helpers import ROOT, copy_repo, env_for, read_json, without_run_ids
+from helpers import read_json, without_run_ids
+
+from mnist_pipeline.testing import ROOT, copy_repo, env_for
 
 FILES = [
     "README.md",

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MIRROR, env_for
-from helpers import free_port, wait_until_answers
+from helpers import wait_until_answers
 from PIL import Image
 from playwright.sync_api import sync_playwright
 from test_predict import png_declaring
 
 from mnist_pipeline import mnist
+from mnist_pipeline.testing import MIRROR, env_for, free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -322,7 +322,7 @@ def test_mlflow_serves_the_registered_champion(pipeline, tflite_model, digits):
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
-    from mnist_pipeline.predict import KerasModel, LiteRTModel
+    from mnist_pipeline.loading import KerasModel, LiteRTModel
 
     assert set(predictions) == {"probabilities", "digit_score"}, "the probabilities and the verdict, as predict has them"
     assert np.array(predictions["probabilities"]).shape == (20, 10) and np.array(predictions["digit_score"]).shape == (20, 2)

@@ -9,11 +9,10 @@ import sys
 import numpy as np
 import pytest
 import yaml
-from conftest import MIRROR, ROOT
-from helpers import compose
 
-from mnist_pipeline import PipelineError, mnist, params, training
+from mnist_pipeline import PipelineError, datasets, mnist, params, training
 from mnist_pipeline.params import Augment
+from mnist_pipeline.testing import MIRROR, ROOT, compose
 
 # In a fresh process, since the thread setting must come before TensorFlow starts (as in crossvalidate).
 SIDE_BY_SIDE = """
@@ -21,11 +20,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from mnist_pipeline import mnist, params, training
+from mnist_pipeline import datasets, distribute, mnist, params, training
 
-training.one_thread_per_op()
+distribute.one_thread_per_op()
 data = mnist.load_split(Path(sys.argv[1]), "train")
-shared = training.to_tensors(data.images, data.labels)
+shared = datasets.to_tensors(data.images, data.labels)
 p = params.load(sys.argv[2])
 
 def prepare(seed):
@@ -61,7 +60,7 @@ def test_a_model_trained_beside_another_gets_the_same_weights_as_alone(tmp_path)
 def test_when_one_job_fails_the_others_stop_and_the_error_comes_through():
     data = mnist.load_split(MIRROR, "train")
     model_params = params.load(ROOT / "params.yaml").model
-    shared = training.to_tensors(data.images, data.labels)
+    shared = datasets.to_tensors(data.images, data.labels)
     jobs = {
         name: training.prepare(model_params, shared, np.arange(64), batch_size=32, optimizer="adam", learning_rate=1e-3, seed=0)
         for name in ("fails", "long")
@@ -93,7 +92,7 @@ STRONG = {
 @pytest.mark.parametrize("recipe", ["default", "strong"])
 def test_a_job_resumed_from_its_checkpoint_ends_exactly_as_one_never_interrupted(tmp_path, capsys, recipe):
     data = mnist.load_split(MIRROR, "train")
-    shared = training.to_tensors(data.images, data.labels)
+    shared = datasets.to_tensors(data.images, data.labels)
     setup = {"model": params.load(ROOT / "params.yaml").model} if recipe == "default" else STRONG
 
     def prepare() -> training.Job:
@@ -132,7 +131,7 @@ def test_each_epoch_line_tells_the_time_in_and_an_estimate_of_the_time_left(caps
     data = mnist.load_split(MIRROR, "train")
     job = training.prepare(
         params.load(ROOT / "params.yaml").model,
-        training.to_tensors(data.images, data.labels),
+        datasets.to_tensors(data.images, data.labels),
         np.arange(64),
         batch_size=32,
         optimizer="adam",
@@ -155,12 +154,12 @@ def batches(dataset) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def test_augmentation_is_drawn_from_the_seed_and_epoch_and_keeps_the_labels():
     data = mnist.load_split(MIRROR, "train")
-    shared = training.to_tensors(data.images, data.labels)
+    shared = datasets.to_tensors(data.images, data.labels)
     index = np.arange(256)
     augment = Augment(rotation=10, shift=0.1, zoom=0.1)
 
     def epoch(seed, number, augment=augment):
-        return batches(training.dataset(shared, index, 64, shuffle_seed=(seed, number), augment=augment))
+        return batches(datasets.dataset(shared, index, 64, shuffle_seed=(seed, number), augment=augment))
 
     first, again, later, plain = epoch(1, 0), epoch(1, 0), epoch(1, 1), epoch(1, 0, augment=None)
     assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(first, again, strict=False)), (
@@ -174,5 +173,5 @@ def test_augmentation_is_drawn_from_the_seed_and_epoch_and_keeps_the_labels():
         assert (changed > 0).all() and np.median(changed) < 40, "distorted, but still the digit"
         # a small distortion moves the digit's mass a little, not off the image
         assert np.corrcoef(distorted.reshape(len(labels), -1).sum(1), original.reshape(len(labels), -1).sum(1))[0, 1] > 0.8
-    identity = training.distortions(Augment(), 4, np.random.default_rng(0))
+    identity = datasets.distortions(Augment(), 4, np.random.default_rng(0))
     assert np.allclose(identity, [[1, 0, 0, 0, 1, 0, 0, 0]] * 4)

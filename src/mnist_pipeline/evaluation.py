@@ -7,7 +7,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from scipy import ndimage  # noqa: E402
 from sklearn.metrics import log_loss, precision_recall_fscore_support  # noqa: E402
 
 from . import imaging  # noqa: E402
@@ -106,100 +105,47 @@ def photo_accuracy(model, images: np.ndarray, labels: np.ndarray, n: int, seed: 
     }
 
 
-def log_odds(two_class: np.ndarray) -> np.ndarray:
-    """log(p(digit) / p(not a digit)) from the detector's two-class probabilities."""
-    p = np.clip(two_class.astype(np.float64), 1e-30, 1)
-    return np.log(p[:, 1]) - np.log(p[:, 0])
-
-
-def digit_threshold(
-    logits: np.ndarray, is_digit: np.ndarray, kind: np.ndarray, kinds: tuple[str, ...], budgets: dict[str, float]
-) -> tuple[float, dict]:
-    """The highest threshold on the log-odds that calls at most `budgets[name]` of the digits of
-    each kind "not a digit"; and, at that threshold, the share flagged of each kind, and which
-    kind's budget set it."""
-    digit_kinds = sorted(set(kind[is_digit].tolist()))
-    limits = {kinds[k]: float(np.quantile(logits[is_digit & (kind == k)], budgets[kinds[k]], method="lower")) for k in digit_kinds}
-    held_by = min(limits, key=limits.get)
-    flagged = {kinds[k]: float((logits[kind == k] < limits[held_by]).mean()) for k in sorted(set(kind.tolist()))}
-    return limits[held_by], {
+def verdicts(probabilities: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """A served model's verdict on each image, from what it read (probabilities (N, 10), digit
+    scores (N,)) and the true `labels` (-1: not a digit): `flagged`, called "not a digit" (a score
+    below 0.5); `read_right`, not flagged and the right digit; `answered_sure`, not flagged and
+    answered as a digit with 90% confidence or more (what a non-digit should never get)."""
+    flagged = scores < 0.5
+    return {
         "flagged": flagged,
-        "n": {kinds[k]: int((kind == k).sum()) for k in sorted(set(kind.tolist()))},
-        "held_by": held_by,
+        "read_right": ~flagged & (probabilities.argmax(axis=1) == labels),
+        "answered_sure": ~flagged & (probabilities.max(axis=1) >= 0.9),
     }
 
 
-def pooled(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """A served model's probabilities from its members' logits (K, N, 10), one member and view
-    each: softmax(logits / T) averaged over the K (models.served computes the same in the model)."""
-    z = np.asarray(logits, np.float64).reshape(-1, *np.shape(logits)[-2:]) / temperature
-    z -= z.max(axis=-1, keepdims=True)
-    p = np.exp(z)
-    return (p / p.sum(axis=-1, keepdims=True)).mean(axis=0)
+def by_kind(values: np.ndarray, kind: np.ndarray, kinds: tuple[str, ...]) -> dict[str, float]:
+    """The share of true `values` among the images of each kind (kinds[code]) present."""
+    return {kinds[k]: float(values[kind == k].mean()) for k in sorted(set(kind.tolist()))}
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The one temperature T that makes the served model's own output, pooled(logits, T), fit
-    held-out labels best (least log loss). The pool is fitted, not each member: an average of
-    members is already less confident than each of them (pool, then calibrate)."""
-    from scipy.optimize import minimize_scalar
-
-    def loss(t: float) -> float:
-        return float(-np.log(np.clip(pooled(logits, t)[np.arange(len(labels)), labels], 1e-300, 1)).mean())
-
-    return float(minimize_scalar(loss, bounds=(0.05, 20), method="bounded").x)
-
-
-def distorted(images: np.ndarray, rng: np.random.Generator, degrees: float = 12, scale: float = 0.1, shift: float = 2) -> np.ndarray:
-    """Each digit turned, scaled and moved a little at random (the classic MNIST distortions): new
-    images that no model of the default protocol trained on, which trains without augmentation."""
-    out = np.empty_like(images, dtype=np.float32)
-    centre = (np.array(images.shape[1:3]) - 1) / 2
-    for i, image in enumerate(images):
-        angle, factor = np.deg2rad(rng.uniform(-degrees, degrees)), rng.uniform(1 - scale, 1 + scale)
-        matrix = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) / factor
-        offset = centre - matrix @ centre - rng.uniform(-shift, shift, 2)
-        out[i, ..., 0] = ndimage.affine_transform(image[..., 0].astype(np.float32), matrix, offset=offset, order=1)
-    return np.clip(out, 0, 255)
-
-
-def choose_temperature(logits: np.ndarray, labels: np.ndarray) -> tuple[float, dict]:
-    """The temperature to serve, and why: fit_temperature on all of the held-out images, kept only
-    when it calibrates images it was not fitted on (two halves, each scored with the temperature
-    fitted on the other, against no temperature); else 1, the model as it is."""
-    halves = np.arange(len(labels)) % 2 == 0, np.arange(len(labels)) % 2 == 1
-    crossed = untempered = 0.0
-    for fit_on, score_on in (halves, halves[::-1]):
-        t = fit_temperature(logits[:, fit_on], labels[fit_on])
-        crossed += calibration(pooled(logits[:, score_on], t), labels[score_on])[0] / 2
-        untempered += calibration(pooled(logits[:, score_on]), labels[score_on])[0] / 2
-    fitted = fit_temperature(logits, labels)
-    kept = crossed < untempered
-    return (fitted if kept else 1.0), {"fitted": fitted, "kept": bool(kept), "ece_crossed": crossed, "ece_without": untempered}
-
-
-def calibration(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> tuple[float, list[list]]:
-    """Expected calibration error over `bins` equal-width confidence bins, and the reliability
-    diagram's rows: [bin centre, mean confidence, accuracy, images] for each bin that has any."""
-    confidence, correct = probabilities.max(axis=1), probabilities.argmax(axis=1) == labels
-    which = np.minimum((confidence * bins).astype(int), bins - 1)
-    rows, error = [], 0.0
-    for b in range(bins):
-        inside = which == b
-        if inside.any():
-            rows.append([(b + 0.5) / bins, float(confidence[inside].mean()), float(correct[inside].mean()), int(inside.sum())])
-            error += inside.mean() * abs(confidence[inside].mean() - correct[inside].mean())
-    return float(error), rows
-
-
-def reliability_diagram(before: list[list], after: list[list]):
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
-    for rows, name in ((before, "before (model's own)"), (after, "after (temperature, served)")):
-        ax.plot([r[1] for r in rows], [r[2] for r in rows], marker="o", label=name)
-    ax.set_xlabel("confidence")
-    ax.set_ylabel("accuracy")
-    ax.set_title("Reliability on the test set (15 bins)")
-    ax.legend()
-    fig.tight_layout()
-    return fig
+def summary(report: dict, headline: dict) -> list[str]:
+    """evaluate's report in a few lines, for the log."""
+    lines = [
+        f"test accuracy of the served {report['served']} model {headline['test_acc']:.4%} on {report['n_images']} images; "
+        f"flagged as not a digit: {headline['flag_mnist']:.2%} of them",
+        "  each model: " + ", ".join(f"{name} {value:.4%}" for name, value in report["test_accuracy"].items()),
+        f"the project's own {report['n_non_digits']} non-digits flagged: {headline['flag_nondigit']:.2%} ("
+        + ", ".join(f"{kind} {v:.1%}" for kind, v in report["flagged_non_digits"].items())
+        + f"); answered as a digit with 90% confidence or more: {headline['nondigit_sure']:.2%}",
+    ]
+    if report["n_digits"]:
+        lines.append(
+            f"the project's own {report['n_digits']} digits of each kind, flagged / read right: "
+            + ", ".join(f"{kind} {v:.1%} / {report['read_right_digits'][kind]:.1%}" for kind, v in report["flagged_digits"].items())
+        )
+    lines.append(
+        "calibration error (ECE, 15 bins) with the temperature and without: "
+        + ", ".join(f"{name} {c['ece']:.3%} and {c['ece_raw']:.3%}" for name, c in report["calibration"].items())
+    )
+    if "n_photos" in report:
+        lines.append(
+            f"photo-like images: {report['accuracy_photos']:.2%} right, {report['flagged_photos']:.2%} flagged, "
+            f"{report['read_right_photos']:.2%} read right (the tutorial's naive preprocessing: "
+            f"{report['accuracy_photos_naive']:.2%}) of {report['n_photos']}"
+        )
+    return lines

@@ -14,14 +14,10 @@ with quiet_native_stderr():  # TensorFlow's start-up banner (see quiet_native_st
     import tensorflow as tf
 tf.get_logger().addFilter(not_retracing)  # evaluate predicts with six models in one process
 
-from .predict import LiteRTModel  # noqa: E402 (after TensorFlow's banner is silenced)
+from .loading import LiteRTModel  # noqa: E402 (after TensorFlow's banner is silenced)
 
 SAVED_MODEL = "saved_model"
 TUTORIAL_JSON, TUTORIAL_WEIGHTS = "model.json", "model.weights.h5"
-
-
-def load_keras(path: Path | str) -> keras.Model:
-    return keras.saving.load_model(path, safe_mode=True)
 
 
 def to_tflite(model: keras.Model, path: Path, saved_model: Path | None = None, weights: str = "float32") -> None:

@@ -74,7 +74,7 @@ BUILDERS = {"seed_cnn": seed_cnn, "bn_cnn": bn_cnn}
 
 
 def _output_dtype() -> str | None:
-    """The last layer's: float32 under a mixed policy (training.set_precision), where a softmax
+    """The last layer's: float32 under a mixed policy (distribute.set_precision), where a softmax
     in bfloat16 or float16 would round the probabilities and the loss; else the policy's own."""
     return "float32" if keras.config.dtype_policy().compute_dtype != "float32" else None
 
@@ -82,7 +82,7 @@ def _output_dtype() -> str | None:
 @contextlib.contextmanager
 def float32_policy() -> Iterator[None]:
     """Layers built inside compute in float32, whatever Keras's global dtype policy is (a mixed one
-    while training: training.set_precision). Everything that is saved and served is built here:
+    while training: distribute.set_precision). Everything that is saved and served is built here:
     LiteRT has no bfloat16 kernels, and a threshold set on bfloat16 output would not be the served one."""
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("float32")
@@ -201,7 +201,7 @@ def served(logits: keras.Model, digit_or_not: keras.Model, temperature: float, t
 
     - `probabilities`: softmax(logits / temperature) of each output of `logits` (member_logits:
       one member, the final model, or several, the ensemble; each over its views), averaged. The
-      temperature is fitted on this average's held-out output (evaluation.fit_temperature) and
+      temperature is fitted on this average's held-out output (calibration.fit_temperature) and
       leaves the ranking of the digits as it was.
     - `digit_score` (N, 2): the detector's, with its second column >= 0.5 exactly when its
       log-odds of "a digit" reach `threshold`: the verdict, with its threshold inside the model.

@@ -26,8 +26,11 @@ WEIGHTS = ("int8", "float32")
 STRATEGIES = ("none", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
 MNIST_TRAIN_SIZE, MNIST_TEST_SIZE = 60_000, 10_000
-# the kinds of digit the detector is validated on (synthetic.KINDS names them too; a test keeps the two the same)
-DIGIT_KINDS = ("mnist", "photo", "restroked", "typed", "sketched", "drawn", "low_resolution")
+# The kinds of digit the detector is validated on: MNIST's own, MNIST's photographed, and those the synthetic package
+# makes, named only here (light to import, for the checks below); synthetic's registry gives each made kind its maker
+# and share and keeps this order, which is that of the `kind` codes in saved sets (synthetic.KINDS).
+MADE_DIGIT_KINDS = ("restroked", "typed", "sketched", "drawn", "low_resolution")
+DIGIT_KINDS = ("mnist", "photo", *MADE_DIGIT_KINDS)
 
 
 class ParamsError(PipelineError):
@@ -133,7 +136,7 @@ class Train:
 @dataclass(frozen=True)
 class Distribute:
     """How crossvalidate and train spread over devices (tf.distribute); docs/team-and-scaling.md: Several devices and machines.
-    `precision` (crossvalidate, train and detector): Keras's dtype policy while training (training.set_precision)."""
+    `precision` (crossvalidate, train and detector): Keras's dtype policy while training (distribute.set_precision)."""
 
     strategy: str = _choice(STRATEGIES, default="none")
     devices: list = _rule(

@@ -133,5 +133,11 @@ def cache_key(params: dict, arrays: Iterable[np.ndarray], sources: Iterable[Path
 
 
 def library_sources() -> list[Path]:
-    """The package's own source files, for cache_key."""
-    return sorted(Path(__file__).parent.glob("*.py"))
+    """The package's own source files (its subpackages' too), for cache_key."""
+    return sorted(Path(__file__).parent.rglob("*.py"))
+
+
+def fold_model_paths(directory: Path | str) -> list[Path]:
+    """The fold models crossvalidate saved in `directory` (fold-1.keras, fold-2.keras, ...), in
+    fold order (fold-10 after fold-9)."""
+    return sorted(Path(directory).glob("fold-*.keras"), key=lambda f: int(f.stem[5:]))

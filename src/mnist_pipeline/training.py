@@ -1,14 +1,15 @@
-"""Training shared by crossvalidate and train: datasets, the epoch loop with its checkpoints, and
-several models trained side by side. Tracking comes in as a callback."""
+"""The epoch loop shared by crossvalidate, train and the detector: a seeded, compiled model and
+what it trains on (prepare), one line per epoch with checkpoints to resume from (train), and
+several models trained side by side (train_together). Tracking comes in as a callback; the data
+pipeline is datasets.py's, devices and precision distribute.py's."""
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,19 +18,18 @@ from typing import TypeVar
 import numpy as np
 from tqdm import tqdm
 
-from . import PipelineError, machine, not_retracing, quiet_native_stderr, stage
+from . import PipelineError, not_retracing, quiet_native_stderr, stage
 
 with quiet_native_stderr():  # TensorFlow's start-up banner (see quiet_native_stderr)
     import keras
     import tensorflow as tf
 
-from .models import INPUT_SHAPE, NUM_CLASSES, build
-from .params import Augment, Distribute, Model
+from .datasets import VALIDATION_BATCH, Examples, dataset
+from .models import build
+from .params import Augment, Model
 
 # Several batches per call into TensorFlow: same batches and maths, far less Python per step.
 STEPS_PER_EXECUTION = 16
-# Large enough to be fast; small enough that five folds validating at once hold little memory.
-VALIDATION_BATCH = 250
 tf.get_logger().addFilter(not_retracing)
 EpochCallback = Callable[[int, dict[str, float]], None]
 History = dict[str, list[float]]  # per metric, one value per epoch
@@ -50,123 +50,6 @@ def seed_everything(seed: int) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def gpu_capability() -> tuple[int, int] | None:
-    """The compute capability of this machine's first GPU, None without one."""
-    gpus = tf.config.list_physical_devices("GPU")
-    return tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0)) if gpus else None
-
-
-def native_bfloat16() -> str | None:
-    """What computes bfloat16 natively here: a GPU from Ampere on (compute capability 8.0), or a
-    CPU flag (x86's avx512_bf16 or AMX, Arm's bf16); None where bfloat16 would be emulated,
-    several times slower than float32."""
-    if (gpu_capability() or (0, 0)) >= (8, 0):
-        return "a GPU"
-    flag = machine.bfloat16_flag()
-    return f"the CPU's {flag}" if flag else None
-
-
-def set_precision(requested: str) -> str:
-    """Set Keras's dtype policy for the models built next (distribute.precision) and return it.
-    `auto`: mixed_bfloat16 where bfloat16 is native (native_bfloat16), else float32. A mixed
-    policy the hardware cannot run fast is one clear error before any training starts."""
-    native = None if requested == "float32" else native_bfloat16()
-    if requested == "auto":
-        policy = "mixed_bfloat16" if native else "float32"
-        print(f"precision: auto -> {policy} ({native or 'no GPU and no native bfloat16 in this CPU'})", flush=True)
-    else:
-        policy = requested
-        needs = {
-            "mixed_bfloat16": (native is not None, "a GPU (compute capability 8.0 or more) or a CPU with avx512_bf16, AMX or Arm's bf16"),
-            "mixed_float16": ((gpu_capability() or (0, 0)) >= (7, 0), "a GPU (compute capability 7.0 or more)"),
-        }
-        if policy in needs and not needs[policy][0]:
-            raise PipelineError(
-                f"distribute.precision: {policy} needs {needs[policy][1]}; this machine has none, and would emulate it "
-                "several times slower than float32: use float32 or auto"
-            )
-    keras.config.set_dtype_policy(policy)
-    return policy
-
-
-def distribution(params: Distribute) -> tf.distribute.Strategy:
-    """The tf.distribute strategy `params` names. Call it before TensorFlow runs anything: it may
-    split the CPU into logical devices, and a multi-worker strategy must start before any op.
-
-    `none` is TensorFlow's default strategy, under which Keras trains exactly as without one. The
-    others keep the params' batch size as the global batch: each step, every replica computes the
-    gradient of its share (batch_size / replicas) and the all-reduced sum updates every copy of the
-    weights, so the learning rate means what it means on one device.
-    """
-    if params.strategy == "none":
-        return tf.distribute.get_strategy()
-    if params.strategy == "mirrored":
-        cpus = [int(d.rsplit(":", 1)[1]) for d in params.devices if "cpu" in d.lower()]
-        if cpus and max(cpus) > 0:  # e.g. two logical CPUs to try mirrored without a GPU
-            tf.config.set_logical_device_configuration(
-                tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * (max(cpus) + 1)
-            )
-
-        def short(name: str) -> str:  # "/job:localhost/replica:0/task:0/device:GPU:0", "/gpu:0" -> "gpu:0"
-            return name.lower().rsplit("device:", 1)[-1].lstrip("/")
-
-        here = [short(d.name) for d in tf.config.list_logical_devices()]
-        missing = [d for d in params.devices if short(d) not in here]
-        if missing:
-            raise PipelineError(f"distribute.devices: {', '.join(missing)} not on this machine; it has {', '.join(here)}")
-        return tf.distribute.MirroredStrategy(list(params.devices) or None)
-    if not os.environ.get("TF_CONFIG"):
-        raise PipelineError(
-            "distribute.strategy is multi_worker but TF_CONFIG is not set: set it on every machine to "
-            "the cluster and that machine's task (README: Several devices and machines)"
-        )
-    return _MultiWorkerMirroredStrategy()
-
-
-class _MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
-    """MultiWorkerMirroredStrategy with two gaps of Keras 3's fit closed (keras-team/keras#20585):
-    Keras reduces each scalar metric with axis=0 and a sample (uint8 images, labels) batch as one
-    structure, and the collective reduce takes neither scalars with an axis nor uint8."""
-
-    def reduce(self, reduce_op, value, axis):
-        def reduce_one(v):
-            local = self.experimental_local_results(v)[0]
-            one_axis = None if local.shape.rank == 0 else axis
-            if local.dtype.is_integer and local.dtype.size < 4:
-                wide = self.run(tf.function(lambda t: tf.cast(t, tf.int32)), args=(v,))
-                return tf.cast(super(_MultiWorkerMirroredStrategy, self).reduce(reduce_op, wide, one_axis), local.dtype)
-            return super(_MultiWorkerMirroredStrategy, self).reduce(reduce_op, v, one_axis)
-
-        return tf.nest.map_structure(reduce_one, value)
-
-
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """Whether this process writes the outputs and logs to MLflow: always, but on the other
-    workers of a multi-worker cluster."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
-        return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker" and resolver.task_id == 0)
-
-
-def wait_for_all(strategy: tf.distribute.Strategy) -> None:
-    """Under multi_worker, return once every worker has got here (a one-number all-reduce): a
-    worker that exits while the chief still saves is reported as crashed by TensorFlow."""
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        strategy.reduce("SUM", strategy.run(tf.function(lambda: tf.constant(1))), axis=None)
-
-
-def off_strategy(model: keras.Model) -> keras.Model:
-    """The model as a plain one outside any strategy, to predict with in this process alone: under
-    multi_worker, the trained model's predict is a collective step that waits for the other workers."""
-    if not isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return model
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    return copy
-
-
 def make_optimizer(
     name: str, learning_rate: float, schedule: str = "constant", steps_per_epoch: int = 1, epochs: int = 1
 ) -> keras.optimizers.Optimizer:
@@ -181,91 +64,6 @@ def make_optimizer(
     if name == "sgd":
         return keras.optimizers.SGD(learning_rate, momentum=0.9)  # the tutorial's CV optimizer
     return keras.optimizers.Adam(learning_rate)
-
-
-Examples = tuple[tf.Tensor, tf.Tensor]  # uint8 images (N, 28, 28, 1) and labels (N,)
-
-
-def to_tensors(images: np.ndarray, labels: np.ndarray) -> Examples:
-    """The examples as tensors, once: jobs prepared from them share this one copy."""
-    return tf.constant(images), tf.constant(labels)
-
-
-def distortions(augment: Augment, n: int, rng: np.random.Generator) -> np.ndarray:
-    """n random rotations, zooms and shifts about the image centre, as the (n, 8) transforms of
-    tf.raw_ops.ImageProjectiveTransformV3: each maps an output pixel (x, y) to the input pixel it
-    reads, input = R(-angle) / zoom * (output - centre - shift) + centre."""
-    height, width = INPUT_SHAPE[:2]
-    angle = np.deg2rad(rng.uniform(-augment.rotation, augment.rotation, n))
-    zoom = 1 + rng.uniform(-augment.zoom, augment.zoom, n)
-    dx, dy = rng.uniform(-augment.shift, augment.shift, (2, n)) * np.array([[width], [height]])
-    cx, cy = (width - 1) / 2, (height - 1) / 2
-    a0, a1 = np.cos(angle) / zoom, np.sin(angle) / zoom
-    b0, b1 = -a1, a0
-    a2 = cx - a0 * (cx + dx) - a1 * (cy + dy)
-    b2 = cy - b0 * (cx + dx) - b1 * (cy + dy)
-    zeros = np.zeros(n)
-    return np.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1).astype(np.float32)
-
-
-def distort(images: tf.Tensor, transforms: tf.Tensor) -> tf.Tensor:
-    """Apply distortions() to a batch of uint8 images (bilinear, black outside the image)."""
-    return tf.raw_ops.ImageProjectiveTransformV3(
-        images=images, transforms=transforms, output_shape=INPUT_SHAPE[:2], fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT"
-    )
-
-
-def dataset(
-    examples: Examples,
-    index: np.ndarray,
-    batch_size: int,
-    shuffle_seed: Sequence[int] | None,
-    augment: Augment | None = None,
-    label_smoothing: float | None = None,
-) -> tf.data.Dataset:
-    """Batches of the examples at `index`, in an order drawn from `shuffle_seed` if given, each
-    image distorted as `augment` says (with distortions drawn from the same seed). The labels are
-    the digits, or with a `label_smoothing` (0 too) one-hot targets smoothed by it.
-
-    Only the indices are shuffled; each batch is gathered from the shared tensors, so five folds
-    hold one copy of the images, not five. The images stay uint8: the model's first layer casts
-    and scales them.
-
-    tf.data's autotuner is off on purpose: its background thread sleeps 10 ms, 20 ms, ... up to
-    10.24 s, and destroying an iterator (Keras makes one per epoch) waits for it to wake, so every
-    epoch ended with a stall of up to 10 s. Gathering uint8 batches is cheap, so one private thread
-    and a one-batch prefetch keep the training threads fed without competing for the cores.
-    """
-    images, labels = examples
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    options.threading.private_threadpool_size = 1
-    # Under a strategy each replica gets its share of every batch; across workers, its share of the
-    # batches' elements (each worker holds all the data, so nothing is read twice).
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    slices = index
-    if shuffle_seed is not None:
-        rng = np.random.default_rng(list(shuffle_seed))
-        slices = rng.permutation(index)
-        if augment is not None and augment.active:
-            slices = (slices, distortions(augment, len(slices), rng))
-
-    def targets(i):
-        digits = tf.gather(labels, i)
-        if label_smoothing is None:
-            return digits
-        return tf.one_hot(tf.cast(digits, tf.int32), NUM_CLASSES) * (1 - label_smoothing) + label_smoothing / NUM_CLASSES
-
-    if isinstance(slices, tuple):
-
-        def gather(i, transforms):
-            return distort(tf.gather(images, i), transforms), targets(i)
-    else:
-
-        def gather(i):
-            return tf.gather(images, i), targets(i)
-
-    return tf.data.Dataset.from_tensor_slices(slices).batch(batch_size).map(gather).prefetch(1).with_options(options)
 
 
 def compile_model(
@@ -449,18 +247,6 @@ def load_checkpoint(model: keras.Model, directory: Path) -> tuple[History, int]:
     model.optimizer.build(model.trainable_variables)  # its variables must exist to be loaded
     model.load_weights(directory / saved["weights"])
     return saved["history"], saved["epochs"]
-
-
-def one_thread_per_op() -> None:
-    """Run every TensorFlow op on one thread; for training several models side by side.
-
-    At batch 32 one model spreading each small op over all cores leaves them idle between ops;
-    models trained side by side, each op on one thread, keep them busy (bench/results.json, 2 cores:
-    five folds at once, 1.10x the images/s of one model at batch 32). It also makes each model's
-    numbers independent of the core count and of what trains beside it. Call it before TensorFlow
-    runs anything.
-    """
-    tf.config.threading.set_intra_op_parallelism_threads(1)
 
 
 def train_together(jobs: dict[K, Job], train_one: Callable[[K, Job], T]) -> list[T]:

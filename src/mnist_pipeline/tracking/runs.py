@@ -1,4 +1,5 @@
-"""The one place that talks to MLflow: where runs go, how they are tagged, what they hold."""
+"""Where runs go, how they are tagged, what they hold: the connection to the MLflow store and experiment,
+the runs of the stages, what they log, and a store that cannot be written said in one line."""
 
 from __future__ import annotations
 
@@ -12,25 +13,19 @@ import sqlite3
 import subprocess
 import urllib.error
 import urllib.request
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import PipelineError, machine, write_fault
-from .stage import atomic_path
+import mlflow
+import psutil
+
+from .. import PipelineError, machine, write_fault
+from ..stage import atomic_path
 
 EXPERIMENT = "mnist-pipeline"
 # The MLflow UI opens an experiment of this kind on its training runs, not on the GenAI trace overview.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
-REGISTERED_MODEL = "mnist-cnn"
-CHAMPION_ALIAS, CHALLENGER_ALIAS = "champion", "challenger"
-# Fail fast instead of MLflow's default of minutes of retries against a dead server.
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-
-import mlflow  # noqa: E402  (the settings above must come first)
-import psutil  # noqa: E402
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)  # its INFO lines (database set-up, registrations) are not the stage's
 # its tracebacks and retries of a store that cannot be written: store_faults_in_one_line says it in one line
@@ -277,183 +272,5 @@ def _model_requirements() -> list[str]:
 def project_file_digest(name: str) -> str:
     """sha256 of one of the project's files (uv.lock, params.yaml) as this run sees it: the
     experiment's own copy under `dvc exp run --temp/--queue`; "missing" if there is none."""
-    path = Path(__file__).resolve().parents[2] / name
+    path = Path(__file__).resolve().parents[3] / name
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
-
-
-def register(model_id: str, test_metrics: dict[str, float], labels, predicted, test_set: str, tags: dict[str, str]) -> tuple[int, str, str]:
-    """Register the model as a new version of REGISTERED_MODEL and let the evidence decide its alias.
-
-    The candidate is scored with `mlflow.models.evaluate` on its predictions (logged to the active
-    run), and `mlflow.validate_evaluation_results` compares it with the champion's evaluation run:
-    `champion` moves to the new version only when its test accuracy beats the champion's by at least
-    one image on the same test set (`test_set`, a digest of its files); a tie, a worse score, another
-    test set or a champion with no evaluation of its own (an alias set by hand) make it the
-    `challenger`. The decision is the version's description and tags, which the MLflow UI shows.
-
-    Once per logged model: a rerun of the same evaluation (the same `model_id`) returns the version
-    already registered and its decision. Any other fault of the registry is one TrackingError.
-    Returns (version, alias, why)."""
-    from mlflow.models import MetricThreshold
-    from mlflow.models.evaluation.validation import ModelValidationFailedException
-
-    client = mlflow.MlflowClient()
-    with _registry_lock(), _registry_faults_in_one_line():  # read the champion, compare, move the alias: one experiment at a time
-        earlier = [v for v in client.search_model_versions(f"name='{REGISTERED_MODEL}'") if v.tags.get("logged_model_id") == model_id]
-        if earlier and "decision" in earlier[0].tags:
-            version = client.get_model_version(REGISTERED_MODEL, earlier[0].version)  # its aliases now, not when it was decided
-            alias = CHAMPION_ALIAS if CHAMPION_ALIAS in version.aliases else next(iter(version.aliases), None)
-            return int(version.version), alias, f"already registered as version {version.version}: {version.tags['decision']}"
-        candidate = _evaluated(labels, predicted)
-        version_tags = (
-            tags
-            | {f"test.{k}": f"{v:.6g}" for k, v in test_metrics.items()}
-            | {
-                "test_set": test_set,
-                "evaluate_run_id": mlflow.active_run().info.run_id,
-                "logged_model_id": model_id,
-                "uv_lock_sha256": project_file_digest("uv.lock"),
-                "params_sha256": project_file_digest("params.yaml"),
-                "git_commit": _git_commit(),
-            }
-        )
-        version = (
-            earlier[0].version if earlier else mlflow.register_model(f"models:/{model_id}", REGISTERED_MODEL, tags=version_tags).version
-        )
-        try:
-            champion = client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION_ALIAS)
-        except mlflow.exceptions.MlflowException as exc:
-            if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-                raise
-            champion = None
-        ours = candidate.metrics["accuracy_score"]
-        evidence = _evaluation_of(champion)
-        if champion is None:
-            alias, why = CHAMPION_ALIAS, "the first version registered"
-        elif champion.version == version:  # an earlier attempt moved the alias here and stopped before the decision tag
-            alias, why = CHAMPION_ALIAS, (champion.description or "").removeprefix(f"{CHAMPION_ALIAS}: ") or "the champion"
-        elif evidence is None:
-            alias, why = (
-                CHALLENGER_ALIAS,
-                (
-                    f"not compared with champion version {champion.version}: it has no evaluation of its own to compare "
-                    "with (an alias set by hand?); move `champion` by hand to the version you trust"
-                ),
-            )
-        elif champion.tags.get("test_set") != test_set:
-            alias, why = (
-                CHALLENGER_ALIAS,
-                (
-                    f"not compared with champion version {champion.version}: it was tested on another "
-                    f"test set ({champion.tags.get('test_set', 'unknown')}, this one {test_set})"
-                ),
-            )
-        else:
-            n = len(labels)
-            threshold = {"accuracy_score": MetricThreshold(min_absolute_change=0.5 / n, greater_is_better=True)}
-            theirs = evidence.metrics["accuracy_score"]
-            try:
-                mlflow.validate_evaluation_results(threshold, candidate, evidence)
-                alias, why = (
-                    CHAMPION_ALIAS,
-                    f"beats champion version {champion.version}: test accuracy {ours:.4%} against {theirs:.4%} on the same {n} images",
-                )
-            except ModelValidationFailedException:
-                alias, why = (
-                    CHALLENGER_ALIAS,
-                    (
-                        f"does not beat champion version {champion.version}: test accuracy {ours:.4%} against "
-                        f"{theirs:.4%} on the same {n} images (a tie keeps the champion)"
-                    ),
-                )
-        client.set_registered_model_alias(REGISTERED_MODEL, alias, version)
-        client.update_model_version(REGISTERED_MODEL, version, description=f"{alias}: {why}")
-        client.set_model_version_tag(REGISTERED_MODEL, version, "decision", why)  # last: a version with it is decided
-        if alias == CHAMPION_ALIAS and champion is not None and champion.version != version:
-            client.update_model_version(
-                REGISTERED_MODEL,
-                champion.version,
-                description=f"was champion until version {version} beat it ({ours:.4%} against {theirs:.4%})",
-            )
-    return int(version), alias, why
-
-
-def _evaluated(labels, predicted):
-    """mlflow.models.evaluate on predictions already made, logged to the active run."""
-    import pandas as pd
-
-    data = pd.DataFrame({"label": labels, "prediction": predicted})
-    with warnings.catch_warnings(), _quiet("mlflow.models.evaluation"):  # its notes on the inferred schema and model type
-        warnings.simplefilter("ignore", UserWarning)
-        return mlflow.models.evaluate(
-            data=data,
-            targets="label",
-            predictions="prediction",
-            model_type="classifier",
-            evaluator_config={"log_model_explainability": False, "label_list": list(range(10))},
-        )
-
-
-def _evaluation_of(version) -> mlflow.models.EvaluationResult | None:
-    """The evaluation run that registered `version`, None if it has none (an alias set by hand, a run deleted since)."""
-    run_id = version.tags.get("evaluate_run_id") if version is not None else None
-    if not run_id:
-        return None
-    try:
-        metrics = mlflow.get_run(run_id).data.metrics
-    except mlflow.exceptions.MlflowException as exc:
-        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
-            raise
-        return None
-    return mlflow.models.EvaluationResult(metrics, {}) if "accuracy_score" in metrics else None
-
-
-@contextlib.contextmanager
-def _registry_faults_in_one_line() -> Iterator[None]:
-    """A registry fault (the store, the server, a version it refuses) as one TrackingError; a
-    store that cannot be written says so (store_faults_in_one_line)."""
-    with store_faults_in_one_line():
-        try:
-            yield
-        except mlflow.exceptions.MlflowException as exc:
-            if write_fault(exc) or any(_mentions(exc, fault) for fault in STORE_FAULTS):
-                raise  # a store that cannot be written: store_faults_in_one_line says so
-            message = " ".join(str(exc.message).split())
-            raise TrackingError(
-                f"the model registry of {tracking_uri()} refused the registration ({exc.error_code}: {message[:300]}); "
-                "the outputs are written: fix it and run `dvc repro` again to register"
-            ) from None
-
-
-@contextlib.contextmanager
-def _quiet(logger: str) -> Iterator[None]:
-    log = logging.getLogger(logger)
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
-
-
-@contextlib.contextmanager
-def _registry_lock() -> Iterator[None]:
-    """An exclusive lock for the experiments of this repository (`dvc queue start -j 2` runs
-    several at once; their copies share the main repository's root)."""
-    import fcntl
-
-    path = repo_root() / ".dvc" / "tmp" / "registry.lock"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = path.open("a")
-    except OSError as exc:
-        raise TrackingError(
-            f"cannot lock the model registry at {path} ({exc.strerror}); the outputs are written: "
-            "fix it and run `dvc repro` again to register"
-        ) from None
-    with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
