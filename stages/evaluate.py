@@ -42,6 +42,7 @@ def main() -> None:
     with tracking.run("evaluate", tracking.flat_params(evaluate=p.evaluate)) as run_id:
         model = LiteRTModel(EXPORT / "model.tflite")
         probabilities, scores = model.read(test.images)
+        on_test = scores < 0.5
         predicted = probabilities.argmax(axis=1)
         details = evaluation.classification_metrics(test.labels, probabilities)
         on_non_digits = evaluation.verdicts(*model.read(non_digits["images"]), non_digits["labels"])
@@ -53,6 +54,7 @@ def main() -> None:
         details["read_right_digits"] = evaluation.by_kind(on_digits["read_right"], digits["kind"], synthetic.KINDS)
         if p.evaluate.photos:
             details |= evaluation.photo_accuracy(model, test.images, test.labels, p.evaluate.photos, p.evaluate.photos_seed)
+        details["threshold"] = evaluation.threshold_check(exported["threshold"], on_test, details, synthetic.KINDS, digits["kind"])
         each = {name: LiteRTModel(EXPORT / f"{name}.tflite").predict(test.images) for name in ("final", "ensemble")}
         trained = {path.stem.replace("-", "_"): loading.load_keras(path) for path in [*stage.fold_model_paths(FOLD_MODELS), MODEL]}
         images = test.images.astype("float32")
@@ -77,7 +79,7 @@ def main() -> None:
             "test_acc": details["accuracy"],
             "final_acc": details["test_accuracy"]["final"],
             "ens_acc": details["test_accuracy"]["ensemble"],
-            "flag_mnist": float((scores < 0.5).mean()),
+            "flag_mnist": float(on_test.mean()),
             "flag_nondigit": float(flagged.mean()),
             "nondigit_sure": float(sure.mean()),
             "ece": details["calibration"][exported["serve"]]["ece"],

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from mnist_pipeline import detection, mnist, params, synthetic
-from mnist_pipeline.testing import ROOT
+from mnist_pipeline.testing import MIRROR, ROOT
 
 
 def test_the_threshold_keeps_every_kind_within_its_own_budget():
@@ -19,12 +19,32 @@ def test_the_threshold_keeps_every_kind_within_its_own_budget():
     kind = np.repeat([0, 1, 2], 1000)
     logits = np.concatenate([rng.normal(4, 1, 1000), rng.normal(2, 2, 1000), rng.normal(-3, 2, 1000)])
     is_digit = kind < 2
-    tight, at_tight = detection.digit_threshold(logits, is_digit, kind, kinds, {"mnist": 0.01, "sketched": 0.01})
+    both = ("mnist", "sketched")
+    tight, at_tight = detection.digit_threshold(logits, is_digit, kind, kinds, {"mnist": 0.01, "sketched": 0.01}, both)
     assert at_tight["held_by"] == "sketched" and at_tight["flagged"]["sketched"] <= 0.01
-    loose, at_loose = detection.digit_threshold(logits, is_digit, kind, kinds, {"mnist": 0.01, "sketched": 0.05})
+    loose, at_loose = detection.digit_threshold(logits, is_digit, kind, kinds, {"mnist": 0.01, "sketched": 0.05}, both)
     assert loose > tight, "a looser budget for the hardest kind moves the threshold up"
     assert at_loose["flagged"]["mnist"] <= 0.01 and at_loose["flagged"]["sketched"] <= 0.05
     assert at_loose["flagged"]["scribble"] > at_tight["flagged"]["scribble"] + 0.1
+    assert all(check["within"] for check in at_loose["budgets"].values()) and set(at_loose["budgets"]) == set(both)
+
+
+def test_a_kind_outside_threshold_kinds_is_checked_against_its_budget_not_obeyed():
+    """Made digits harder than any real ones (here "sketched") must not hold the threshold down:
+    the real kinds set it, and the made kind's share is reported against its budget, with the
+    sampling noise of its count."""
+    rng = np.random.default_rng(0)
+    kinds = ("mnist", "sketched", "scribble")
+    kind = np.repeat([0, 1, 2], 1000)
+    logits = np.concatenate([rng.normal(4, 1, 1000), rng.normal(2, 2, 1000), rng.normal(-3, 2, 1000)])
+    budgets = {"mnist": 0.01, "sketched": 0.01}
+    held, by_mnist = detection.digit_threshold(logits, kind < 2, kind, kinds, budgets, ["mnist"])
+    both, _ = detection.digit_threshold(logits, kind < 2, kind, kinds, budgets, ["mnist", "sketched"])
+    assert by_mnist["held_by"] == "mnist" and by_mnist["threshold_kinds"] == ["mnist"] and held > both
+    assert by_mnist["flagged"]["mnist"] <= 0.01 and by_mnist["budgets"]["mnist"]["within"]
+    sketched = by_mnist["budgets"]["sketched"]
+    assert sketched["flagged"] == by_mnist["flagged"]["sketched"] > 0.01 + sketched["noise"] and not sketched["within"]
+    assert sketched["noise"] == pytest.approx(2 * np.sqrt(0.01 * 0.99 / 1000))
 
 
 def test_false_flag_rate_is_one_number_or_one_per_kind():
@@ -66,27 +86,36 @@ def test_made_images_are_clearly_what_their_label_says(made):
             assert np.sqrt(np.linalg.eigvalsh(spread)[0]) >= 1.6
 
 
-def test_a_stroke_is_a_one_not_a_non_digit():
+def test_a_stroke_is_a_one_not_a_non_digit_but_a_stroke_and_a_dot_is_no_one():
     stroke = np.zeros((28, 28), np.uint8)
     for i in range(4, 24):
         stroke[i, 10 + i // 3 : 12 + i // 3] = 255  # a slanted line, as many of MNIST's 1s are
     assert not synthetic.clearly_labelled(stroke, -1) and synthetic.clearly_labelled(stroke, 1)
+    exclamation = np.zeros((28, 28), np.uint8)
+    exclamation[4:19, 13:15] = exclamation[21:24, 13:15] = 255
+    assert synthetic.clearly_labelled(exclamation, -1)
 
 
-def test_low_resolution_digits_are_coarse_and_non_digits_are_made_coarse_too(made):
-    rng = np.random.default_rng(3)
-    glyph = synthetic.typed("7", rng)
-    coarse = synthetic.low_resolution(glyph, rng)
-    # scaled back up from 6-12 pixels: far fewer distinct rows than the glyph had
-    assert len({row.tobytes() for row in coarse.astype(np.uint8)}) < len({row.tobytes() for row in glyph.astype(np.uint8)})
+def test_thin_marks_are_made_as_non_digits_and_ones_and_sevens_in_all_their_forms_as_digits():
+    test = mnist.load_split(MIRROR, "t10k")
+    made = synthetic.make_set(test.images.reshape(-1, 28, 28)[:100], test.labels[:100], {"upright_mark": 80}, seed=(7, 1), processes=1)
+    assert len(made["labels"]) == 80 and (made["labels"] == -1).all()
+    assert {"!", "[", "]", "{", "}"} <= set(synthetic.UPRIGHT_MARKS) and not {"|", "(", ")"} & set(synthetic.UPRIGHT_MARKS)
+    assert len(synthetic.DRAWN_DIGITS["1"]) >= 5 and len(synthetic.DRAWN_DIGITS["7"]) >= 3
+    assert not set(synthetic.DIGITS) & set(synthetic.NOT_DIGITS + synthetic.UPRIGHT_MARKS)
+
+
+def test_low_resolution_digits_are_made_and_non_digits_are_made_coarse_too(made):
+    # how coarse: test_low_resolution_brings_the_ink_to_8_to_12_pixels_as_coarse_scans_have_it
     low = made["kind"] == synthetic.KINDS.index("low_resolution")
     assert low.sum() == 60 and (made["labels"][low] >= 0).all()
     assert synthetic.LOW_RESOLUTION_NON_DIGITS > 0 and not {"digit_overlay", "scribble"} & set(synthetic.POOL_KINDS)
 
 
-def test_low_resolution_brings_the_ink_to_6_to_12_pixels_as_coarse_scans_have_it():
+def test_low_resolution_brings_the_ink_to_8_to_12_pixels_as_coarse_scans_have_it():
     """Scaled back up with nearest-neighbour and not blurred (the images whose rows repeat), a
-    low-resolution digit shows its coarse grid: 6 to 12 lines of ink along its longer side."""
+    low-resolution digit shows its coarse grid: 8 to 12 lines of ink along its longer side, no
+    coarser than UCI's 8x8 scans."""
 
     def inked_lines(image: np.ndarray) -> int:
         lines = [row.tobytes() for row in image]
@@ -98,7 +127,7 @@ def test_low_resolution_brings_the_ink_to_6_to_12_pixels_as_coarse_scans_have_it
         coarse = synthetic.low_resolution(synthetic.typed(str(seed % 10), rng), rng).astype(np.uint8)
         if np.mean([a == b for a, b in itertools.pairwise(coarse.tolist())]) > 0.5:
             grids.append(max(inked_lines(coarse), inked_lines(coarse.T)))
-    assert len(grids) >= 20 and min(grids) >= 6 and max(grids) <= 12, sorted(grids)
+    assert len(grids) >= 20 and min(grids) >= 8 and max(grids) <= 12, sorted(grids)
 
 
 def test_typed_symbols_are_drawn_in_a_font_that_has_them():
@@ -108,3 +137,16 @@ def test_typed_symbols_are_drawn_in_a_font_that_has_them():
     for text in synthetic.NOT_DIGITS:
         covering = [f for f in synthetic.TEXT_FONTS if ord(text) in FT2Font(str(f)).get_charmap()]
         assert covering, f"no font has {text!r}"
+
+
+def test_threshold_kinds_are_named_kinds_of_digit():
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert params.parse(raw).detector.threshold_kinds == ["mnist", "photo", "typed", "drawn"], "the kinds that stand for real inputs"
+    for bad in (["mnist", "scribble"], [], ["mnist", "mnist"], "mnist"):
+        raw["detector"]["threshold_kinds"] = bad
+        with pytest.raises(params.ParamsError) as info:
+            params.parse(raw)
+        assert info.value.problems == [
+            f"detector.threshold_kinds: {bad!r} is not allowed; expected a list of distinct kinds of digit from "
+            + ", ".join(params.DIGIT_KINDS)
+        ]

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from helpers import read_json
 
-from mnist_pipeline import machine, synthetic
+from mnist_pipeline import machine, params, synthetic
 from mnist_pipeline.testing import TINY, run
 
 STAGES = ["download", "preprocess", "crossvalidate", "train", "synthesize", "detector", "export", "evaluate"]
@@ -105,6 +105,10 @@ def test_metrics(pipeline):
         assert ece == pytest.approx(gaps / TINY["data"]["test_limit"]), "the ECE is the reliability diagram's weighted gap"
     assert set(evaluation["flagged_non_digits"]) == set(evaluation["non_digits_answered_sure"]) == set(synthetic.NON_DIGIT_KINDS)
     assert set(evaluation["flagged_digits"]) == set(evaluation["read_right_digits"]) == set(synthetic.DIGIT_KINDS)
+    threshold = evaluation["threshold"]  # every kind of digit evaluate counts, against the budget the threshold was set with
+    assert set(threshold["budgets"]) == {"mnist", "photo", *synthetic.DIGIT_KINDS} and threshold["held_by"] in threshold["threshold_kinds"]
+    assert threshold["budgets"]["mnist"]["flagged"] == headline["flag_mnist"]
+    assert threshold["budgets"]["photo"]["flagged"] == headline["photo_flag"]
     assert evaluation["n_digits"] == TINY["evaluate"]["digits"]
     assert all(evaluation["read_right_digits"][k] <= 1 - evaluation["flagged_digits"][k] for k in synthetic.DIGIT_KINDS)
     assert 0 <= headline["nondigit_sure"] <= 1 - headline["flag_nondigit"]
@@ -123,8 +127,11 @@ def test_the_detector_learns_digits_from_non_digits(pipeline):
     flags more of the project's non-digits than of MNIST's test digits."""
     detector = read_json(pipeline / "reports" / "detector.json")
     budgets = read_json(pipeline / "models" / "detector" / "threshold.json")["false_flag_rate"]
-    assert set(budgets) == {"mnist", "photo", *synthetic.DIGIT_KINDS} and detector["held_by"] in budgets
-    assert all(detector["flagged"][kind] <= budget + 1 / detector["n"][kind] for kind, budget in budgets.items()), detector["flagged"]
+    assert set(budgets) == {"mnist", "photo", *synthetic.DIGIT_KINDS} and detector["held_by"] in detector["threshold_kinds"]
+    assert detector["threshold_kinds"] == sorted(params.load(pipeline / "params.yaml").detector.threshold_kinds)
+    held = {kind: budgets[kind] for kind in detector["threshold_kinds"]}
+    assert all(detector["flagged"][kind] <= budget + 1 / detector["n"][kind] for kind, budget in held.items()), detector["flagged"]
+    assert set(detector["budgets"]) == set(budgets) and all(detector["budgets"][k]["flagged"] == detector["flagged"][k] for k in budgets)
     pool = {name: np.load(pipeline / "data" / "synthetic" / f"pool_{name}.npy") for name in ("labels", "kind")}
     assert len(pool["labels"]) == TINY["synthetic"]["pool"] and (pool["labels"] < 0).all()
     assert {synthetic.KINDS[k] for k in set(pool["kind"].tolist())} == set(synthetic.POOL_KINDS)

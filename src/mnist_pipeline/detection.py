@@ -12,12 +12,12 @@ ones (READ_TO_KEEP says why)."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import numpy as np
 
-from . import datasets, mnist, models, synthetic, training
+from . import datasets, evaluation, mnist, models, synthetic, training
 from .params import Detector, Model
 
 READER = Model("seed_cnn", [32, 64, 64], 100, 0.0)  # the tutorial's CNN
@@ -35,19 +35,32 @@ def log_odds(two_class: np.ndarray) -> np.ndarray:
 
 
 def digit_threshold(
-    logits: np.ndarray, is_digit: np.ndarray, kind: np.ndarray, kinds: tuple[str, ...], budgets: dict[str, float]
+    logits: np.ndarray,
+    is_digit: np.ndarray,
+    kind: np.ndarray,
+    kinds: tuple[str, ...],
+    budgets: dict[str, float],
+    holders: Collection[str],
 ) -> tuple[float, dict]:
     """The highest threshold on the log-odds that calls at most `budgets[name]` of the digits of
-    each kind "not a digit"; and, at that threshold, the share flagged of each kind, and which
-    kind's budget set it."""
+    each kind among `holders` "not a digit"; and, at that threshold, the share flagged of every
+    kind, which kind's budget set it, and each kind of digit's share against its budget
+    (evaluation.within_budgets: the held-out kinds not among the holders are checked, not obeyed)."""
     digit_kinds = sorted(set(kind[is_digit].tolist()))
-    limits = {kinds[k]: float(np.quantile(logits[is_digit & (kind == k)], budgets[kinds[k]], method="lower")) for k in digit_kinds}
+    limits = {
+        kinds[k]: float(np.quantile(logits[is_digit & (kind == k)], budgets[kinds[k]], method="lower"))
+        for k in digit_kinds
+        if kinds[k] in holders
+    }
     held_by = min(limits, key=limits.get)
     flagged = {kinds[k]: float((logits[kind == k] < limits[held_by]).mean()) for k in sorted(set(kind.tolist()))}
+    n = {kinds[k]: int((kind == k).sum()) for k in sorted(set(kind.tolist()))}
     return limits[held_by], {
         "flagged": flagged,
-        "n": {kinds[k]: int((kind == k).sum()) for k in sorted(set(kind.tolist()))},
+        "n": n,
         "held_by": held_by,
+        "threshold_kinds": sorted(limits),
+        "budgets": evaluation.within_budgets({kinds[k]: flagged[kinds[k]] for k in digit_kinds}, n, budgets),
     }
 
 

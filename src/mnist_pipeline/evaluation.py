@@ -123,6 +123,28 @@ def by_kind(values: np.ndarray, kind: np.ndarray, kinds: tuple[str, ...]) -> dic
     return {kinds[k]: float(values[kind == k].mean()) for k in sorted(set(kind.tolist()))}
 
 
+def within_budgets(flagged: dict[str, float], n: dict[str, int], budgets: dict[str, float]) -> dict[str, dict]:
+    """Each kind of digit's share flagged against its budget, with the sampling noise of a share
+    of n images (two standard errors of the budget itself: a kind exactly at its budget is
+    measured within it 19 times in 20), and whether it is within."""
+    checked = {}
+    for kind, share in flagged.items():
+        noise = 2 * float(np.sqrt(budgets[kind] * (1 - budgets[kind]) / n[kind]))
+        checked[kind] = {"flagged": share, "budget": budgets[kind], "noise": noise, "within": share <= budgets[kind] + noise}
+    return checked
+
+
+def threshold_check(threshold: dict, flagged_mnist: np.ndarray, details: dict, kinds: tuple[str, ...], kind: np.ndarray) -> dict:
+    """The served threshold (export's report: the budgets it was set with, the kinds that held it)
+    and each kind of digit evaluate counts against its budget: MNIST's test digits, the photo-like
+    ones and the made ones (details' shares flagged)."""
+    shares = {"mnist": float(flagged_mnist.mean())} | details["flagged_digits"]
+    counts = {"mnist": len(flagged_mnist)} | {kinds[k]: int((kind == k).sum()) for k in set(kind.tolist())}
+    if "n_photos" in details:
+        shares["photo"], counts["photo"] = details["flagged_photos"], details["n_photos"] - details["n_photos_refused"]
+    return threshold | {"budgets": within_budgets(shares, counts, threshold["false_flag_rate"])}
+
+
 def summary(report: dict, headline: dict) -> list[str]:
     """evaluate's report in a few lines, for the log."""
     lines = [
@@ -142,6 +164,12 @@ def summary(report: dict, headline: dict) -> list[str]:
         "calibration error (ECE, 15 bins) with the temperature and without: "
         + ", ".join(f"{name} {c['ece']:.3%} and {c['ece_raw']:.3%}" for name, c in report["calibration"].items())
     )
+    if "threshold" in report:
+        over = [kind for kind, check in report["threshold"]["budgets"].items() if not check["within"]]
+        lines.append(
+            f"the threshold was set by the budget of {report['threshold']['held_by']} digits "
+            f"(of {', '.join(report['threshold']['threshold_kinds'])}); here over budget beyond sampling noise: {', '.join(over) or 'none'}"
+        )
     if "n_photos" in report:
         lines.append(
             f"photo-like images: {report['accuracy_photos']:.2%} right, {report['flagged_photos']:.2%} flagged, "

@@ -169,6 +169,12 @@ class Detector:
     hard_epochs: int = _int(0, default=4)  # more epochs on the training set and the hard negatives
     # the most of each kind's held-out validation digits called "not a digit": one number for all, or one per kind
     false_flag_rate: float | dict[str, float] = _rates_per_kind(0.0001, 0.5, DIGIT_KINDS, default=0.01)
+    # the kinds whose budgets set the threshold: those that stand for what people send; the others' shares are reported
+    threshold_kinds: list = _rule(
+        lambda v: isinstance(v, list) and len(v) > 0 and len(set(v)) == len(v) and set(v) <= set(DIGIT_KINDS),
+        "a list of distinct kinds of digit from " + ", ".join(DIGIT_KINDS),
+        default=("mnist", "photo", "typed", "drawn"),
+    )
     members: int = _int(1, 9, default=3)  # detectors of seeds seed, seed + 1, ...; the served one averages their log-odds
     seed: int = _int(0, default=0)
 

@@ -7,9 +7,11 @@ never tells the two apart; only what it shows does.
 
     digits:      MNIST digits with thicker or thinner strokes, typed digits, typed digits sketched
                  by hand (skeleton, warped, redrawn), pen-drawn digits, low-resolution digits (any
-                 of those brought down to 6-12 pixels and scaled back up, as a coarse scan is)
-    non-digits:  typed and sketched letters and symbols, pen-drawn letters and doodles, scribbles,
-                 textures (what a crop of a photo holds), two MNIST digits written over each other;
+                 of those brought down to 8-12 pixels and scaled back up, as a coarse scan is)
+    non-digits:  typed and sketched letters (Latin, Cyrillic, Greek, Armenian, Georgian, Hebrew) and
+                 symbols, pen-drawn letters and doodles, thin upright marks and brackets (! [ ] { }
+                 †, typed or drawn), scribbles, textures (what a crop of a photo holds), two MNIST
+                 digits written over each other;
                  some of each at low resolution too, so that resolution never tells the two apart
 
 Where each part lives:
@@ -23,7 +25,7 @@ Where each part lives:
     sets.py     a set as the model sees it: as_seen, clearly_labelled, make_set, shares
 """
 
-from .glyphs import DIGITS, DRAWN_DIGITS, DRAWN_SHAPES, FONTS, NOT_DIGITS, TEXT_FONTS
+from .glyphs import DIGITS, DRAWN_DIGITS, DRAWN_MARKS, DRAWN_SHAPES, FONTS, NOT_DIGITS, TEXT_FONTS, UPRIGHT_MARKS
 from .kinds import DIGIT_KINDS, KINDS, LOW_RESOLUTION_NON_DIGITS, NON_DIGIT_KINDS, POOL_KINDS
 from .render import CANVAS, digit_overlay, drawn, low_resolution, photographed, restroked, scribble, sketched, texture, typed
 from .sets import CHUNK, as_seen, clearly_labelled, make_set, shares
@@ -34,6 +36,7 @@ __all__ = [
     "DIGITS",
     "DIGIT_KINDS",
     "DRAWN_DIGITS",
+    "DRAWN_MARKS",
     "DRAWN_SHAPES",
     "FONTS",
     "KINDS",
@@ -42,6 +45,7 @@ __all__ = [
     "NOT_DIGITS",
     "POOL_KINDS",
     "TEXT_FONTS",
+    "UPRIGHT_MARKS",
     "as_seen",
     "clearly_labelled",
     "digit_overlay",

@@ -19,8 +19,19 @@ DIGITS = "0123456789"
 # 0s; nor Ø, ß, Ξ, ?: a slashed zero, a B-like 8, a 3, a 2.
 NOT_DIGITS = (
     "ACDEFHJKLMNPRTUVWXYacdefhkmnprtuvwxy#$%&@+=<>*~^{};€£¥§¶©®ΩπΣλμ∞√∫≈≠♥★☺✓✗→←↑↓▲■●◆♪"
-    '-_.:"…•×÷±¬‰¤ÆæÐÞŒœ' + "ДЖИЛФЦШЩЫЮЯжилфцшщыюяΓΔΛΠΦΨγηκξφψω" + "♣♠♦☀☂☯✿✚⌘♞☎✈⚑"
+    '-_.:"…•×÷±¬‰¤ÆæÐÞŒœ'
+    + "ДЖИЛФЦШЩЫЮЯжилфцшщыюяΓΔΛΠΦΨγηκξφψω"
+    + "♣♠♦☀☂☯✿✚⌘♞☎✈⚑"
+    # Armenian, Georgian and Hebrew letters, less those that read as a digit once to_mnist has them
+    # (Գ Զ Յ Ց Օ, ბ ვ კ პ ჰ, ו ז י ס ר, ...: checked by eye on a contact sheet of each, three fonts)
+    + "ԲԵԷԸԹԺԻԼԽԿՃՄՆՈՊՌՍՎՐՒՓՔ"
+    + "დთლოჟრსტუქღჩძჭჯ"
+    + "אבגהחטכמנעצקשת"
 )
+# Thin upright and bracket-like marks, which to_mnist stretches to a digit's height: what a "1" is
+# most often confused with. Not "|", "(" or ")": drawn by hand, those are how many people write a 1;
+# nor "⌉", a 7 with an upright stem, or "¦", a 1 with a gap.
+UPRIGHT_MARKS = "!¡[]⟦⟧⌈⌊⌋†‡{}"
 
 
 def _arc(cx, cy, rx, ry, start, end, n=24) -> np.ndarray:
@@ -40,6 +51,8 @@ DRAWN_DIGITS: dict[str, list[Callable[[], list[np.ndarray]]]] = {
         lambda: [_line((0.5, 0.02), (0.5, 0.98))],
         lambda: [_line((0.3, 0.2), (0.55, 0.02), (0.55, 0.98))],
         lambda: [_line((0.3, 0.2), (0.55, 0.02), (0.55, 0.98)), _line((0.3, 0.98), (0.8, 0.98))],
+        lambda: [_line((0.2, 0.4), (0.6, 0.02), (0.6, 0.98))],  # the long flag of continental Europe
+        lambda: [_line((0.5, 0.02), (0.5, 0.98)), _line((0.25, 0.98), (0.75, 0.98))],  # a base, no flag
     ],
     "2": [lambda: [np.concatenate([_arc(0.5, 0.3, 0.3, 0.28, 180, 360 + 30), _line((0.2, 0.98), (0.85, 0.98))])]],
     "3": [lambda: [np.concatenate([_arc(0.5, 0.27, 0.28, 0.25, 200, 450), _arc(0.5, 0.74, 0.32, 0.24, 270, 520)])]],
@@ -52,6 +65,7 @@ DRAWN_DIGITS: dict[str, list[Callable[[], list[np.ndarray]]]] = {
     "7": [
         lambda: [_line((0.1, 0.02), (0.9, 0.02), (0.4, 0.98))],
         lambda: [_line((0.1, 0.02), (0.9, 0.02), (0.4, 0.98)), _line((0.35, 0.5), (0.8, 0.5))],
+        lambda: [_line((0.1, 0.2), (0.1, 0.02), (0.9, 0.02), (0.45, 0.98))],  # a serif down at the left
     ],
     "8": [lambda: [_arc(0.5, 0.26, 0.24, 0.24, 90, 450), _arc(0.5, 0.74, 0.3, 0.25, -90, 270)]],
     "9": [
@@ -149,4 +163,15 @@ DRAWN_SHAPES: list[Callable[[], list[np.ndarray]]] = [
     lambda: [_arc(0.5, 0.5, 0.48, 0.25, 0, 360), _arc(0.5, 0.5, 0.12, 0.12, 0, 360)],  # eye
     lambda: [_line((0.02, 0.2), (0.98, 0.2), (0.98, 0.8), (0.02, 0.8), (0.02, 0.2), (0.5, 0.55), (0.98, 0.2))],  # envelope
     lambda: [_line((0.02, 0.02), (0.98, 0.98)), _line((0.02, 0.98), (0.98, 0.02)), _line((0.5, 0.02), (0.5, 0.98))],  # asterisk
+]
+
+# The same marks by hand: "!" (its dot a short stroke), "¡", brackets and braces.
+DRAWN_MARKS: list[Callable[[], list[np.ndarray]]] = [
+    lambda: [_line((0.5, 0.02), (0.5, 0.7)), _line((0.5, 0.9), (0.5, 0.97))],  # !
+    lambda: [_line((0.5, 0.03), (0.5, 0.1)), _line((0.5, 0.3), (0.5, 0.98))],  # ¡
+    lambda: [_line((0.75, 0.02), (0.35, 0.02), (0.35, 0.98), (0.75, 0.98))],  # [
+    lambda: [_line((0.25, 0.02), (0.65, 0.02), (0.65, 0.98), (0.25, 0.98))],  # ]
+    lambda: [_line((0.7, 0.02), (0.5, 0.08), (0.5, 0.42), (0.3, 0.5), (0.5, 0.58), (0.5, 0.92), (0.7, 0.98))],  # {
+    lambda: [_line((0.3, 0.02), (0.5, 0.08), (0.5, 0.42), (0.7, 0.5), (0.5, 0.58), (0.5, 0.92), (0.3, 0.98))],  # }
+    lambda: [_line((0.5, 0.02), (0.5, 0.98)), _line((0.25, 0.3), (0.75, 0.3))],  # †
 ]

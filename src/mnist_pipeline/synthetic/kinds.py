@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import params
-from .glyphs import DIGITS, DRAWN_DIGITS, DRAWN_SHAPES, NOT_DIGITS
+from .glyphs import DIGITS, DRAWN_DIGITS, DRAWN_MARKS, DRAWN_SHAPES, NOT_DIGITS, UPRIGHT_MARKS
 from .render import digit_overlay, drawn, low_resolution, restroked, scribble, sketched, texture, typed
 
 
@@ -19,6 +19,12 @@ def _typed_symbol(digits, labels, rng):
 
 def _sketched_symbol(digits, labels, rng):
     return sketched(typed(NOT_DIGITS[rng.integers(len(NOT_DIGITS))], rng), rng), -1
+
+
+def _upright_mark(digits, labels, rng):
+    if rng.random() < 0.6:
+        return typed(UPRIGHT_MARKS[rng.integers(len(UPRIGHT_MARKS))], rng), -1
+    return drawn(DRAWN_MARKS[rng.integers(len(DRAWN_MARKS))](), rng), -1
 
 
 def _sketched_digit(digits, labels, rng):
@@ -63,12 +69,13 @@ DIGIT_KINDS = dict(
     )
 )
 NON_DIGIT_KINDS = {
-    "typed_symbol": (_typed_symbol, 0.2),
-    "sketched_symbol": (_sketched_symbol, 0.2),
+    "typed_symbol": (_typed_symbol, 0.15),
+    "sketched_symbol": (_sketched_symbol, 0.15),
     "drawn_shape": (lambda digit, label, rng: (drawn(DRAWN_SHAPES[rng.integers(len(DRAWN_SHAPES))](), rng), -1), 0.2),
     "scribble": (lambda digit, label, rng: (scribble(rng), -1), 0.15),
     "texture": (lambda digit, label, rng: (texture(rng), -1), 0.15),
     "digit_overlay": (lambda digit, label, rng: (digit_overlay(digit, label, rng), -1), 0.1),
+    "upright_mark": (_upright_mark, 0.1),  # typed or drawn: the confident "1"s of punctuation and brackets
 }
 KINDS = (*params.DIGIT_KINDS, *NON_DIGIT_KINDS)  # codes in a set's `kind` array: "mnist", "photo", the made digits, the non-digits
 # What the detector mines its hard negatives from: not overlaid digits, since one digit over another
