@@ -44,8 +44,8 @@ def main() -> None:
     final = loading.load_keras(MODEL)
     folds = [loading.load_keras(path) for path in stage.fold_model_paths(FOLD_MODELS)]
     detector = loading.load_keras(DETECTOR / "model.keras")
-    verdict = json.loads((DETECTOR / "threshold.json").read_text())
-    threshold = verdict["log_odds"]
+    set_by_detector = json.loads((DETECTOR / "threshold.json").read_text())
+    threshold = set_by_detector["log_odds"]
     train = mnist.load_prepared(PREPARED, "train")
     rng = np.random.default_rng(CALIBRATION_SEED)
     chosen = rng.choice(len(train.labels), min(CALIBRATION_IMAGES, len(train.labels)), replace=False)
@@ -101,7 +101,7 @@ def main() -> None:
                 "tta": p.export.tta,
                 "weights": p.export.weights,
                 "threshold_log_odds": threshold,
-                "threshold": {key: verdict.get(key) for key in ("false_flag_rate", "held_by", "threshold_kinds")},
+                "threshold": {key: set_by_detector[key] for key in ("false_flag_rate", "held_by", "threshold_kinds")},
                 "temperature": temperature[p.export.serve],
                 "calibration": {"n_images": len(calibration_labels), "temperature": temperature, "fit": fit},
                 "mlflow": {"run_id": run_id, "served_model_id": served_id},
