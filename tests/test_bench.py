@@ -6,6 +6,7 @@ results it promises, with plausible values."""
 from __future__ import annotations
 
 import ast
+import json
 import re
 import shutil
 import subprocess
@@ -182,3 +183,24 @@ def test_a_script_run_before_the_pipeline_says_so_in_one_line(script, tiny_model
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and not out.exists()
     assert result.stderr.splitlines() == [result.stderr.strip()] and "run `dvc repro" in result.stderr, result.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_same_results_tells_a_run_from_a_changed_one(pipeline, tmp_path):
+    """The session's pipeline against itself: all the same; against a copy whose first fold model
+    is the second's and whose CV accuracy moved: those two, and only those, differ."""
+    same = tmp_path / "same.json"
+    run(ROOT, sys.executable, str(ROOT / "bench" / "same_results.py"), str(pipeline), str(pipeline), "--out", str(same))
+    assert read_json(same)["all_same"] and len(read_json(same)["compared"]) >= 9
+    changed = tmp_path / "changed"
+    for part in ("models", "metrics", "reports", ".git"):
+        shutil.copytree(pipeline / part, changed / part)
+    shutil.copy(changed / "models" / "folds" / "fold-2.keras", changed / "models" / "folds" / "fold-1.keras")
+    cv = read_json(changed / "metrics" / "cv.json")
+    (changed / "metrics" / "cv.json").write_text(json.dumps(cv | {"cv_acc": cv["cv_acc"] + 0.001}))
+    out = tmp_path / "changed.json"
+    run(ROOT, sys.executable, str(ROOT / "bench" / "same_results.py"), str(pipeline), str(changed), "--out", str(out))
+    compared = read_json(out)["compared"]
+    assert not read_json(out)["all_same"]
+    differing = {name for name, check in compared.items() if next(iter(check.values())) is not True}
+    assert differing == {"models/folds/fold-1.keras", "metrics/cv.json"}
