@@ -105,17 +105,20 @@ def test_thin_marks_are_made_as_non_digits_and_ones_and_sevens_in_all_their_form
     assert not set(synthetic.DIGITS) & set(synthetic.NOT_DIGITS + synthetic.UPRIGHT_MARKS)
 
 
-def test_low_resolution_digits_are_made_and_non_digits_are_made_coarse_too(made):
-    # how coarse: test_low_resolution_brings_the_ink_to_8_to_12_pixels_as_coarse_scans_have_it
+def test_low_resolution_digits_are_coarse_and_non_digits_are_made_coarse_too(made):
+    rng = np.random.default_rng(3)
+    glyph = synthetic.typed("7", rng)
+    coarse = synthetic.low_resolution(glyph, rng)
+    # scaled back up from 6-12 pixels: far fewer distinct rows than the glyph had
+    assert len({row.tobytes() for row in coarse.astype(np.uint8)}) < len({row.tobytes() for row in glyph.astype(np.uint8)})
     low = made["kind"] == synthetic.KINDS.index("low_resolution")
     assert low.sum() == 60 and (made["labels"][low] >= 0).all()
     assert synthetic.LOW_RESOLUTION_NON_DIGITS > 0 and not {"digit_overlay", "scribble"} & set(synthetic.POOL_KINDS)
 
 
-def test_low_resolution_brings_the_ink_to_8_to_12_pixels_as_coarse_scans_have_it():
+def test_low_resolution_brings_the_ink_to_6_to_12_pixels_as_coarse_scans_have_it():
     """Scaled back up with nearest-neighbour and not blurred (the images whose rows repeat), a
-    low-resolution digit shows its coarse grid: 8 to 12 lines of ink along its longer side, no
-    coarser than UCI's 8x8 scans."""
+    low-resolution digit shows its coarse grid: 6 to 12 lines of ink along its longer side."""
 
     def inked_lines(image: np.ndarray) -> int:
         lines = [row.tobytes() for row in image]
@@ -127,7 +130,7 @@ def test_low_resolution_brings_the_ink_to_8_to_12_pixels_as_coarse_scans_have_it
         coarse = synthetic.low_resolution(synthetic.typed(str(seed % 10), rng), rng).astype(np.uint8)
         if np.mean([a == b for a, b in itertools.pairwise(coarse.tolist())]) > 0.5:
             grids.append(max(inked_lines(coarse), inked_lines(coarse.T)))
-    assert len(grids) >= 20 and min(grids) >= 8 and max(grids) <= 12, sorted(grids)
+    assert len(grids) >= 20 and min(grids) >= 6 and max(grids) <= 12, sorted(grids)
 
 
 def test_typed_symbols_are_drawn_in_a_font_that_has_them():

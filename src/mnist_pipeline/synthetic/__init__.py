@@ -7,7 +7,7 @@ never tells the two apart; only what it shows does.
 
     digits:      MNIST digits with thicker or thinner strokes, typed digits, typed digits sketched
                  by hand (skeleton, warped, redrawn), pen-drawn digits, low-resolution digits (any
-                 of those brought down to 8-12 pixels and scaled back up, as a coarse scan is)
+                 of those brought down to 6-12 pixels and scaled back up, as a coarse scan is)
     non-digits:  typed and sketched letters (Latin, Cyrillic, Greek, Armenian, Georgian, Hebrew) and
                  symbols, pen-drawn letters and doodles, thin upright marks and brackets (! [ ] { }
                  †, typed or drawn), scribbles, textures (what a crop of a photo holds), two MNIST
