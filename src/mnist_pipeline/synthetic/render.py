@@ -102,8 +102,7 @@ def sketched(glyph: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def low_resolution(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The image as a coarse scanner or a phone far away records it: its ink brought down to 6-12
-    pixels (area averaged, half the time to a few grey levels; UCI's 8x8 scans are this coarse; made
-    at 8-12 only, the detector flagged 1.7-4.4% of them instead of 0.5-1.7%),
+    pixels (area averaged, half the time to a few grey levels; UCI's 8x8 scans are this coarse),
     then scaled back up by any factor as a viewer would (nearest half the time, else bilinear or
     bicubic), sometimes blurred."""
     rows, cols = np.nonzero(image > 0.25 * image.max())
