@@ -22,10 +22,10 @@ from sklearn.datasets import load_digits
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from scans import RENDERINGS, render  # noqa: E402
+from scans import RENDERINGS, git_commit, render  # noqa: E402
 
 from bench import parse_args  # noqa: E402
-from mnist_pipeline import evaluation, mnist, synthetic  # noqa: E402
+from mnist_pipeline import evaluation, machine, mnist, synthetic  # noqa: E402
 from mnist_pipeline.loading import LiteRTModel  # noqa: E402
 
 SEED = 2000  # other than synthetic.seed (0) and evaluate.non_digits_seed (1000)
@@ -74,7 +74,9 @@ def main() -> None:
         parser.error("--names needs one name for each of --models")
     sets = image_sets(n_made=120 if args.tiny else 6000, n_test=200 if args.tiny else 10000)
     results = {name: measure(LiteRTModel(path), sets) for name, path in zip(names, args.models, strict=True)}
-    args.out.write_text(json.dumps({"seed": SEED, "results": results}, indent=2) + "\n")
+    run_by = {"commit": git_commit(), "machine": machine.describe(), "instruction_set": machine.instruction_set()}
+    models = dict(zip(names, map(str, args.models), strict=True))
+    args.out.write_text(json.dumps({"seed": SEED, "models": models, "results": results} | run_by, indent=2) + "\n")
     print(f"| set | {' | '.join(names)} |\n|---|{'---|' * len(names)}")
     for name in sets:
         cells = []

@@ -42,8 +42,12 @@ def compare(before: Path, after: Path) -> dict:
     from mnist_pipeline.loading import load_keras
 
     models = sorted(str(path.relative_to(before)) for pattern in MODELS for path in before.glob(pattern))
-    if not models:
-        raise SystemExit(f"error: no trained models under {before}/models: keep a whole run with bench/full_run.py --keep")
+    missing = [str(run / name) for run in (before, after) for name in (*models, *METRICS, *REPORTS) if not (run / name).is_file()]
+    if not models or missing:
+        raise SystemExit(
+            f"error: {before} and {after} must each hold a whole run (bench/full_run.py --keep DIR); "
+            + (f"missing {', '.join(missing[:3])}" if missing else f"no trained models under {before}/models")
+        )
     compared = {}
     for name in models:
         a, b = load_keras(before / name).get_weights(), load_keras(after / name).get_weights()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -23,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from bench import parse_args  # noqa: E402
-from mnist_pipeline import imaging  # noqa: E402
+from mnist_pipeline import imaging, machine  # noqa: E402
 from mnist_pipeline.loading import LiteRTModel  # noqa: E402
 
 RENDERINGS = {
@@ -32,6 +33,11 @@ RENDERINGS = {
     "96 px, bilinear": (96, Image.Resampling.BILINEAR),
     "128 px, bicubic": (128, Image.Resampling.BICUBIC),
 }
+
+
+def git_commit() -> str:
+    """The commit of the code that ran (its images and to_mnist); the models are named by path."""
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
 
 
 def render(scans: np.ndarray, size: int, resample) -> np.ndarray:
@@ -65,7 +71,9 @@ def main() -> None:
                 "flagged": None if scores is None else float((scores < 0.5).mean()),
                 "wrong_with_90_percent": int((wrong & (probabilities.max(1) >= 0.9)).sum()),
             }
-    args.out.write_text(json.dumps({"n_scans": len(target), "results": results}, indent=2) + "\n")
+    run_by = {"commit": git_commit(), "machine": machine.describe(), "instruction_set": machine.instruction_set()}
+    models = [str(path) for path in args.models]
+    args.out.write_text(json.dumps({"n_scans": len(target), "models": models, "results": results} | run_by, indent=2) + "\n")
     print(f"| model | {' | '.join(RENDERINGS)} |\n|---|{'---|' * len(RENDERINGS)}")
     for name, by_rendering in results.items():
         cells = [f"{r['accuracy']:.1%} ({r['wrong_with_90_percent']} wrong at ≥ 90%)" for r in by_rendering.values()]
